@@ -1,0 +1,57 @@
+"""The one exception tree of layerlab.
+
+Every error a user can cause (a malformed transaction, a bad signature, a stale channel
+state, a forged proof) is a subclass of :class:`LayerlabError` whose message names the
+check that failed and the values involved, e.g. ``"nonce too low: address 0xab.., tx
+nonce 3, state nonce 5"``. Validity is never checked with ``assert``.
+"""
+
+from __future__ import annotations
+
+
+class LayerlabError(Exception):
+    """Root of every layerlab error."""
+
+
+class ConfigError(LayerlabError):
+    """A chain or node configuration is invalid."""
+
+
+class StorageError(LayerlabError):
+    """The data directory is unusable (locked by another node, corrupt, wrong chain)."""
+
+
+class InvalidTransaction(LayerlabError):
+    """A transaction failed a validity check and was not accepted.
+
+    ``reason`` is a short machine-readable tag (``nonce-too-low``, ``insufficient-funds``...)
+    so callers can branch on it without parsing the message.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvalidBlock(LayerlabError):
+    """A block failed header, body or execution validation."""
+
+
+class InvalidProof(LayerlabError):
+    """A Merkle, fraud or validity proof did not verify."""
+
+
+class ExecutionReverted(LayerlabError):
+    """An ``eth_call`` or gas estimate hit REVERT; ``data`` holds the revert payload."""
+
+    def __init__(self, message: str, data: bytes) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+class ChannelError(LayerlabError):
+    """A payment-channel message or state transition was refused."""
+
+
+class ContractCompileError(LayerlabError):
+    """solc rejected a Solidity source, or the compiler could not be run."""

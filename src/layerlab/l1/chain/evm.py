@@ -1,0 +1,344 @@
+"""The py-evm adapter: the only module that talks to py-evm's chain and VM objects.
+
+Execution uses py-evm's Cancun VM (EIP-1559 base fee, EIP-4844 blob fields, EIP-1153
+transient storage, EIP-6780 SELFDESTRUCT). Blocks are built with the batch path
+``MiningChain.mine_all`` -> ``VM.apply_all_transactions``, which applies a whole list of
+transactions against one state and computes the tries once; applying them one by one with
+``MiningChain.apply_transaction`` rebuilds the block for every transaction and is
+quadratic in the block size.
+
+This module executes and stores; it never decides which transactions go in a block
+(the builder does) nor which chain is canonical (the node and its consensus engine do).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import rlp
+from eth.abc import (
+    BlockAPI,
+    BlockHeaderAPI,
+    ComputationAPI,
+    ReceiptAPI,
+    SignedTransactionAPI,
+    StateAPI,
+)
+from eth.chains.base import MiningChain
+from eth.db.chain_gaps import GENESIS_CHAIN_GAPS, reopen_gap
+from eth.db.schema import SchemaV1
+from eth.rlp.sedes import chain_gaps
+from eth.exceptions import HeaderNotFound, TransactionNotFound
+from eth.vm.forks.cancun import CancunVM
+from eth.vm.spoof import SpoofTransaction
+from eth_utils import ValidationError
+
+from layerlab.errors import InvalidBlock, InvalidTransaction, StorageError
+from layerlab.l1.chain.config import ChainConfig
+from layerlab.l1.storage import NODE_PREFIX, ChainDB
+
+log = logging.getLogger(__name__)
+
+GENESIS_KEY = NODE_PREFIX + b"genesis-hash"
+EMPTY_BEACON_ROOT = b"\x00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class MinedBlock:
+    """A block just sealed and stored, with what executing it produced."""
+
+    block: BlockAPI
+    receipts: tuple[ReceiptAPI, ...]
+    computations: tuple[ComputationAPI, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """An ``eth_call`` / ``eth_estimateGas`` message: a transaction with no signature."""
+
+    sender: bytes
+    to: bytes  # b"" for contract creation
+    data: bytes = b""
+    value: int = 0
+    gas: int | None = None
+    gas_price: int = 0
+
+
+def make_chain_class(chain_id: int) -> type[MiningChain]:
+    """A py-evm MiningChain class running the Cancun VM from genesis on ``chain_id``."""
+    return MiningChain.configure(
+        __name__="LayerlabChain",
+        vm_configuration=((0, CancunVM),),
+        chain_id=chain_id,
+    )
+
+
+class EvmChain:
+    """A py-evm chain on a layerlab database: genesis, block building, reads, calls.
+
+    Opening a database that already holds a chain resumes it (its genesis must match the
+    config, or :class:`StorageError` is raised); an empty database gets a new genesis.
+    """
+
+    def __init__(self, config: ChainConfig, db: ChainDB) -> None:
+        self.config = config
+        self.db = db
+        self._chain_class = make_chain_class(config.chain_id)
+        stored = db.get(GENESIS_KEY)
+        if stored is None:
+            config = config.with_timestamp()
+            self.config = config
+            self.chain = self._chain_class.from_genesis(
+                db, self._genesis_params(config), self._genesis_state(config)
+            )
+            db[GENESIS_KEY] = self.chain.get_canonical_block_header_by_number(0).hash
+        else:
+            self.chain = self._chain_class(db)
+            genesis = self.chain.get_canonical_block_header_by_number(0)
+            if genesis.hash != stored:
+                raise StorageError("data dir holds a different chain (genesis hash mismatch)")
+        self.tx_builder = CancunVM.get_transaction_builder()
+        self.receipt_builder = CancunVM.get_receipt_builder()
+
+    @staticmethod
+    def _genesis_params(config: ChainConfig) -> dict[str, Any]:
+        return {
+            "difficulty": 0,
+            "gas_limit": config.gas_limit,
+            "timestamp": config.genesis_timestamp,
+            "base_fee_per_gas": config.base_fee_per_gas,
+            "coinbase": b"\x00" * 20,
+            "extra_data": b"layerlab",
+            "nonce": b"\x00" * 8,
+        }
+
+    @staticmethod
+    def _genesis_state(config: ChainConfig) -> dict[bytes, dict[str, Any]]:
+        return {
+            address: {
+                "balance": acct.balance,
+                "nonce": acct.nonce,
+                "code": acct.code,
+                "storage": dict(acct.storage),
+            }
+            for address, acct in config.genesis_alloc().items()
+        }
+
+    # -- reads ---------------------------------------------------------------------------
+    @property
+    def head(self) -> BlockHeaderAPI:
+        return self.chain.get_canonical_head()
+
+    @property
+    def genesis_hash(self) -> bytes:
+        return bytes(self.chain.get_canonical_block_header_by_number(0).hash)
+
+    def get_header_by_number(self, number: int) -> BlockHeaderAPI | None:
+        try:
+            return self.chain.get_canonical_block_header_by_number(number)
+        except HeaderNotFound:
+            return None
+
+    def get_header_by_hash(self, block_hash: bytes) -> BlockHeaderAPI | None:
+        try:
+            header = self.chain.get_block_header_by_hash(block_hash)
+        except HeaderNotFound:
+            return None
+        return header
+
+    def get_block(self, header: BlockHeaderAPI) -> BlockAPI:
+        return self.chain.get_block_by_header(header)
+
+    def get_receipts(self, header: BlockHeaderAPI) -> tuple[ReceiptAPI, ...]:
+        return tuple(self.chain.chaindb.get_receipts(header, self.receipt_builder))
+
+    def get_transaction_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """``(block_number, index)`` of a canonical transaction, or None."""
+        try:
+            number, index = self.chain.chaindb.get_transaction_index(tx_hash)
+        except TransactionNotFound:
+            return None
+        return int(number), int(index)
+
+    def get_state(self, header: BlockHeaderAPI | None = None) -> StateAPI:
+        """The post-state of ``header`` (default: the head), read-only by convention."""
+        return self.chain.get_vm(header or self.head).state
+
+    # -- writes --------------------------------------------------------------------------
+    def mine(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        *,
+        timestamp: int,
+        coinbase: bytes = b"\x00" * 20,
+        state_root: bytes | None = None,
+    ) -> MinedBlock:
+        """Execute ``transactions`` in order on top of the head and store the sealed block.
+
+        Raises :class:`InvalidTransaction` if any transaction is invalid at its position
+        (the builder pre-checks, so this means a state-dependent failure), leaving the
+        chain unchanged.
+        """
+        parent = self.head
+        if timestamp <= parent.timestamp:
+            raise InvalidBlock(
+                f"timestamp {timestamp} must exceed parent timestamp {parent.timestamp}"
+            )
+        header = self.chain.create_header_from_parent(
+            parent,
+            timestamp=timestamp,
+            gas_limit=self.config.gas_limit,
+            coinbase=coinbase,
+            parent_beacon_block_root=EMPTY_BEACON_ROOT,
+        )
+        if state_root is not None:  # dev edits (anvil_setBalance...) since the head
+            header = header.copy(state_root=state_root)
+        self.chain.header = header
+        try:
+            result, receipts, computations = self.chain.mine_all(
+                list(transactions), coinbase=coinbase
+            )
+        except ValidationError as exc:
+            self.chain.header = self.chain.create_header_from_parent(parent)
+            raise InvalidTransaction("invalid-in-block", str(exc)) from exc
+        return MinedBlock(result.imported_block, tuple(receipts), tuple(computations))
+
+    def filter_applicable(
+        self, transactions: Sequence[SignedTransactionAPI], *, timestamp: int,
+        state_root: bytes | None = None,
+    ) -> list[SignedTransactionAPI]:
+        """The subsequence of ``transactions`` that applies in order on top of the head.
+
+        The slow path, used only when a batch fails in :meth:`mine`: each transaction is
+        tried against a scratch state and kept only if it is valid at its position.
+        """
+        parent = self.head
+        header = self.chain.create_header_from_parent(
+            parent, timestamp=timestamp, gas_limit=self.config.gas_limit,
+            parent_beacon_block_root=EMPTY_BEACON_ROOT,
+        )
+        if state_root is not None:
+            header = header.copy(state_root=state_root)
+        vm = self.chain.get_vm(header)
+        state = vm.state
+        good = []
+        for tx in transactions:
+            snapshot = state.snapshot()
+            try:
+                vm.validate_transaction_against_header(header, tx)
+                state.apply_transaction(tx)
+            except ValidationError as exc:
+                log.info("dropping tx 0x%s: %s", bytes(tx.hash).hex(), exc)
+                state.revert(snapshot)
+                continue
+            state.commit(snapshot)
+            good.append(tx)
+        return good
+
+    def rewind(self, number: int) -> list[BlockAPI]:
+        """Make canonical block ``number`` the head again; return the blocks dropped.
+
+        Used by ``evm_revert``. Dropped blocks stay in the database as non-canonical
+        (their hashes still resolve), as an orphaned fork would.
+        """
+        head = self.head
+        target = self.get_header_by_number(number)
+        if target is None or number > head.block_number:
+            raise InvalidBlock(f"cannot rewind to block {number}: head is {head.block_number}")
+        dropped: list[BlockAPI] = []
+        deletes: list[bytes] = []
+        for n in range(number + 1, head.block_number + 1):
+            header = self.chain.get_canonical_block_header_by_number(n)
+            block = self.get_block(header)
+            dropped.append(block)
+            deletes.append(SchemaV1.make_block_number_to_hash_lookup_key(n))
+            deletes.extend(
+                SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
+                for tx in block.transactions
+            )
+        puts = {SchemaV1.make_canonical_head_hash_lookup_key(): target.hash}
+        for gaps_key in (
+            SchemaV1.make_header_chain_gaps_lookup_key(),
+            SchemaV1.make_chain_gaps_lookup_key(),
+        ):
+            encoded = self.db.get(gaps_key)
+            gaps = GENESIS_CHAIN_GAPS if encoded is None else rlp.decode(encoded, sedes=chain_gaps)
+            for n in range(head.block_number, number, -1):
+                gaps = reopen_gap(n, gaps)
+            puts[gaps_key] = rlp.encode(gaps, sedes=chain_gaps)
+        self.db.write_many(puts, deletes)
+        self.chain.header = self.chain.create_header_from_parent(target)
+        return dropped
+
+    def import_block(self, block: BlockAPI) -> MinedBlock:
+        """Validate and execute a block made elsewhere (chain import, peers)."""
+        try:
+            result = self.chain.import_block(block)
+        except ValidationError as exc:
+            raise InvalidBlock(f"block {block.number} rejected: {exc}") from exc
+        header = result.imported_block.header
+        return MinedBlock(result.imported_block, self.get_receipts(header), ())
+
+    def decode_block(self, encoded: bytes) -> BlockAPI:
+        try:
+            return rlp.decode(encoded, sedes=CancunVM.get_block_class())
+        except (rlp.DecodingError, rlp.DeserializationError, ValueError) as exc:
+            raise InvalidBlock(f"cannot decode block RLP: {exc}") from exc
+
+    # -- calls ---------------------------------------------------------------------------
+    def _spoof(self, state: StateAPI, request: CallRequest, gas: int) -> SpoofTransaction:
+        unsigned = CancunVM.create_unsigned_transaction(
+            nonce=state.get_nonce(request.sender),
+            gas_price=request.gas_price,
+            gas=gas,
+            to=request.to,
+            value=request.value,
+            data=request.data,
+        )
+        return SpoofTransaction(unsigned, from_=request.sender)
+
+    @contextmanager
+    def costless_state(self, header: BlockHeaderAPI | None = None) -> Iterator[StateAPI]:
+        """A throwaway state on top of ``header`` with base fee 0 (as geth's eth_call)."""
+        with self.chain.get_vm(header or self.head).in_costless_state() as state:
+            yield state
+
+    def call(self, request: CallRequest, header: BlockHeaderAPI | None = None) -> ComputationAPI:
+        """Execute a message against the post-state of ``header``; state is discarded."""
+        at = header or self.head
+        gas = request.gas if request.gas is not None else at.gas_limit
+        with self.costless_state(at) as state:
+            tx = self._spoof(state, request, gas)
+            try:
+                return state.apply_transaction(tx)
+            except ValidationError as exc:
+                raise InvalidTransaction("invalid-call", str(exc)) from exc
+
+    def estimate_gas(self, request: CallRequest, header: BlockHeaderAPI | None = None) -> int:
+        """Smallest gas limit with which the message succeeds (binary search, as geth)."""
+        at = header or self.head
+        hi = request.gas if request.gas is not None else at.gas_limit
+        probe = self.call(_with_gas(request, hi), at)
+        if probe.is_error:
+            return -1
+        lo = max(21000, probe.get_gas_used() - 1)
+        if not self.call(_with_gas(request, lo), at).is_error:
+            return lo
+        # success at hi, failure at lo: search the boundary
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            if self.call(_with_gas(request, mid), at).is_error:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+
+def _with_gas(request: CallRequest, gas: int) -> CallRequest:
+    from dataclasses import replace
+
+    return replace(request, gas=gas)

@@ -1,0 +1,303 @@
+"""The transaction pool: admission checks, per-sender nonce ordering, fee-bump replacement.
+
+A transaction is admitted only if it could be included on top of the current head:
+decodable, signed for this chain (EIP-155 / EIP-2718 chain id), with a valid signature,
+enough gas for its intrinsic cost (EIP-2028 calldata, EIP-3860 initcode), a fee cap at or
+above the head's next base fee (EIP-1559), a nonce neither used nor too far ahead, and a
+balance that covers ``value + gas * maxFeePerGas``. Each refusal raises
+:class:`InvalidTransaction` with geth's wording, which wallets and libraries recognise.
+
+Per sender the pool keeps a nonce-ordered map. Transactions whose nonces follow the
+account's state nonce without a gap are *pending* (ready for a block); the rest are
+*queued* until the gap fills. A transaction with the same sender and nonce as one in the
+pool replaces it only if it raises both the fee cap and the tip by at least
+``price_bump_percent`` (10%, as geth), so a spammer cannot churn the pool for free.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import rlp
+from eth.abc import SignedTransactionAPI
+from eth_utils import ValidationError
+
+from layerlab.errors import InvalidTransaction
+
+MAX_TX_SIZE = 128 * 1024
+"""Largest encoded transaction accepted (geth's txMaxSize, 4 slots of 32 KiB)."""
+
+
+class TransactionDecoder(Protocol):
+    def decode(self, encoded: bytes) -> SignedTransactionAPI: ...
+
+
+class AccountReader(Protocol):
+    """Read access to the head state: what admission needs to know about a sender."""
+
+    def get_nonce(self, address: bytes) -> int: ...
+
+    def get_balance(self, address: bytes) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PooledTransaction:
+    """A decoded, sender-recovered, admitted transaction with its fee parameters."""
+
+    tx: SignedTransactionAPI
+    raw: bytes
+    hash: bytes
+    sender: bytes
+    nonce: int
+    gas: int
+    max_fee: int
+    max_priority_fee: int
+
+    @property
+    def max_cost(self) -> int:
+        return int(self.tx.value) + self.gas * self.max_fee
+
+    def effective_tip(self, base_fee: int) -> int:
+        """The miner's tip per gas at ``base_fee`` (EIP-1559)."""
+        return min(self.max_priority_fee, self.max_fee - base_fee)
+
+
+def get_fee_caps(tx: SignedTransactionAPI) -> tuple[int, int]:
+    """``(maxFeePerGas, maxPriorityFeePerGas)``; both equal ``gasPrice`` before EIP-1559."""
+    if getattr(tx, "type_id", None) in (2, 3):
+        return int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
+    return int(tx.gas_price), int(tx.gas_price)
+
+
+def _hex(address: bytes) -> str:
+    return "0x" + address.hex()
+
+
+class TxPool:
+    """Admitted transactions by sender and nonce."""
+
+    def __init__(
+        self,
+        chain_id: int,
+        decoder: TransactionDecoder,
+        *,
+        nonce_gap_limit: int = 64,
+        capacity: int = 100_000,
+        price_bump_percent: int = 10,
+    ) -> None:
+        self.chain_id = chain_id
+        self._decoder = decoder
+        self.nonce_gap_limit = nonce_gap_limit
+        self.capacity = capacity
+        self.price_bump_percent = price_bump_percent
+        self._by_sender: dict[bytes, dict[int, PooledTransaction]] = {}
+        self._by_hash: dict[bytes, PooledTransaction] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._by_hash
+
+    def get(self, tx_hash: bytes) -> PooledTransaction | None:
+        return self._by_hash.get(tx_hash)
+
+    def all(self) -> Iterator[PooledTransaction]:
+        return iter(list(self._by_hash.values()))
+
+    def sender_nonces(self, sender: bytes) -> list[int]:
+        return sorted(self._by_sender.get(sender, {}))
+
+    # -- admission -----------------------------------------------------------------------
+    def decode(self, raw: bytes) -> PooledTransaction:
+        """Decode and check everything that does not depend on chain state."""
+        if len(raw) > MAX_TX_SIZE:
+            raise InvalidTransaction(
+                "oversized", f"oversized data: transaction size {len(raw)}, limit {MAX_TX_SIZE}"
+            )
+        if not raw:
+            raise InvalidTransaction("malformed", "rlp: empty transaction")
+        try:
+            tx = self._decoder.decode(raw)
+        except (rlp.DecodingError, rlp.DeserializationError, ValidationError, ValueError,
+                TypeError, IndexError, KeyError) as exc:
+            raise InvalidTransaction("malformed", f"rlp: cannot decode transaction: {exc}") from exc
+        type_id = getattr(tx, "type_id", None)
+        if type_id == 3:
+            raise InvalidTransaction(
+                "unsupported-type", "blob transactions must be sent in network form with sidecars"
+            )
+        tx_chain_id = tx.chain_id
+        if tx_chain_id is not None and tx_chain_id != self.chain_id:
+            raise InvalidTransaction(
+                "wrong-chain-id",
+                f"invalid chain id for signer: have {tx_chain_id} want {self.chain_id}",
+            )
+        try:
+            tx.check_signature_validity()
+            sender = bytes(tx.sender)
+        except (ValidationError, ValueError, Exception) as exc:
+            raise InvalidTransaction("bad-signature", f"invalid sender: {exc}") from exc
+        intrinsic = int(tx.intrinsic_gas)
+        if tx.gas < intrinsic:
+            raise InvalidTransaction(
+                "intrinsic-gas",
+                f"intrinsic gas too low: gas {tx.gas}, minimum needed {intrinsic}",
+            )
+        max_fee, tip = get_fee_caps(tx)
+        if tip > max_fee:
+            raise InvalidTransaction(
+                "tip-above-cap",
+                f"max priority fee per gas higher than max fee per gas: address {_hex(sender)}, "
+                f"maxPriorityFeePerGas: {tip}, maxFeePerGas: {max_fee}",
+            )
+        try:
+            tx.validate()
+        except ValidationError as exc:
+            raise InvalidTransaction("invalid", f"invalid transaction: {exc}") from exc
+        return PooledTransaction(
+            tx=tx, raw=raw, hash=bytes(tx.hash), sender=sender, nonce=int(tx.nonce),
+            gas=int(tx.gas), max_fee=max_fee, max_priority_fee=tip,
+        )
+
+    def add(
+        self,
+        ptx: PooledTransaction,
+        state: AccountReader,
+        *,
+        base_fee: int,
+        block_gas_limit: int,
+    ) -> PooledTransaction | None:
+        """Admit ``ptx`` against the head state; return the transaction it replaced, if any."""
+        if ptx.hash in self._by_hash:
+            raise InvalidTransaction("already-known", "already known")
+        sender = _hex(ptx.sender)
+        if ptx.gas > block_gas_limit:
+            raise InvalidTransaction(
+                "gas-limit", f"exceeds block gas limit: gas {ptx.gas}, limit {block_gas_limit}"
+            )
+        if ptx.max_fee < base_fee:
+            raise InvalidTransaction(
+                "fee-cap-too-low",
+                f"max fee per gas less than block base fee: address {sender}, "
+                f"maxFeePerGas: {ptx.max_fee}, baseFee: {base_fee}",
+            )
+        state_nonce = state.get_nonce(ptx.sender)
+        if ptx.nonce < state_nonce:
+            raise InvalidTransaction(
+                "nonce-too-low",
+                f"nonce too low: address {sender}, tx: {ptx.nonce} state: {state_nonce}",
+            )
+        if ptx.nonce > state_nonce + self.nonce_gap_limit:
+            raise InvalidTransaction(
+                "nonce-gap",
+                f"nonce too high: address {sender}, tx: {ptx.nonce} state: {state_nonce}, "
+                f"gap limit {self.nonce_gap_limit}",
+            )
+        balance = state.get_balance(ptx.sender)
+        queued = self._by_sender.get(ptx.sender, {})
+        # the sender must afford this transaction and every pending one before it
+        committed = sum(
+            p.max_cost for n, p in queued.items() if state_nonce <= n < ptx.nonce
+        )
+        if balance < committed + ptx.max_cost:
+            raise InvalidTransaction(
+                "insufficient-funds",
+                f"insufficient funds for gas * price + value: address {sender} have {balance} "
+                f"want {committed + ptx.max_cost}",
+            )
+        old = queued.get(ptx.nonce)
+        if old is not None:
+            bump = 100 + self.price_bump_percent
+            if ptx.max_fee * 100 < old.max_fee * bump or (
+                ptx.max_priority_fee * 100 < old.max_priority_fee * bump
+            ):
+                raise InvalidTransaction(
+                    "replacement-underpriced",
+                    f"replacement transaction underpriced: needs fee cap >= "
+                    f"{-(-old.max_fee * bump // 100)} and tip >= "
+                    f"{-(-old.max_priority_fee * bump // 100)}, got {ptx.max_fee} and "
+                    f"{ptx.max_priority_fee}",
+                )
+            del self._by_hash[old.hash]
+        elif len(self._by_hash) >= self.capacity:
+            raise InvalidTransaction("pool-full", f"txpool is full ({self.capacity} transactions)")
+        self._by_sender.setdefault(ptx.sender, {})[ptx.nonce] = ptx
+        self._by_hash[ptx.hash] = ptx
+        return old
+
+    # -- selection and removal -----------------------------------------------------------
+    def pending(self, state: AccountReader) -> dict[bytes, list[PooledTransaction]]:
+        """Per sender, the gap-free run of transactions starting at the state nonce."""
+        ready: dict[bytes, list[PooledTransaction]] = {}
+        for sender, by_nonce in self._by_sender.items():
+            nonce = state.get_nonce(sender)
+            run = []
+            while nonce in by_nonce:
+                run.append(by_nonce[nonce])
+                nonce += 1
+            if run:
+                ready[sender] = run
+        return ready
+
+    def select(
+        self, state: AccountReader, *, base_fee: int, gas_limit: int, max_count: int | None = None
+    ) -> list[PooledTransaction]:
+        """Pick a block's transactions: highest tip first, nonce order within a sender.
+
+        Transactions whose fee cap is below ``base_fee`` wait (they stay in the pool);
+        the sum of gas limits stays within ``gas_limit``.
+        """
+        heads: list[tuple[int, int, bytes]] = []
+        runs = self.pending(state)
+        cursor: dict[bytes, int] = {}
+        for seq, (sender, run) in enumerate(runs.items()):
+            cursor[sender] = 0
+            if run[0].max_fee >= base_fee:
+                heapq.heappush(heads, (-run[0].effective_tip(base_fee), seq, sender))
+        order = {sender: seq for seq, sender in enumerate(runs)}
+        chosen: list[PooledTransaction] = []
+        gas_left = gas_limit
+        while heads and (max_count is None or len(chosen) < max_count):
+            _, _, sender = heapq.heappop(heads)
+            run = runs[sender]
+            ptx = run[cursor[sender]]
+            if ptx.gas > gas_left:
+                continue  # this sender's next tx does not fit; its later ones cannot go first
+            chosen.append(ptx)
+            gas_left -= ptx.gas
+            cursor[sender] += 1
+            if cursor[sender] < len(run):
+                nxt = run[cursor[sender]]
+                if nxt.max_fee >= base_fee:
+                    heapq.heappush(heads, (-nxt.effective_tip(base_fee), order[sender], sender))
+        return chosen
+
+    def remove(self, tx_hashes: Iterable[bytes]) -> list[PooledTransaction]:
+        removed = []
+        for tx_hash in tx_hashes:
+            ptx = self._by_hash.pop(tx_hash, None)
+            if ptx is None:
+                continue
+            by_nonce = self._by_sender[ptx.sender]
+            if by_nonce.get(ptx.nonce) is ptx:
+                del by_nonce[ptx.nonce]
+            if not by_nonce:
+                del self._by_sender[ptx.sender]
+            removed.append(ptx)
+        return removed
+
+    def prune(self, state: AccountReader, senders: Iterable[bytes]) -> list[PooledTransaction]:
+        """Drop transactions of ``senders`` whose nonce the state has already used."""
+        stale = []
+        for sender in set(senders):
+            nonce = state.get_nonce(sender)
+            stale.extend(p.hash for n, p in self._by_sender.get(sender, {}).items() if n < nonce)
+        return self.remove(stale)
+
+    def clear(self) -> None:
+        self._by_sender.clear()
+        self._by_hash.clear()

@@ -1,0 +1,1 @@
+"""Domain types and codecs shared by every layer; imports nothing else of layerlab."""
