@@ -31,8 +31,8 @@ from eth.abc import (
 from eth.chains.base import MiningChain
 from eth.db.chain_gaps import GENESIS_CHAIN_GAPS, reopen_gap
 from eth.db.schema import SchemaV1
-from eth.rlp.sedes import chain_gaps
 from eth.exceptions import HeaderNotFound, TransactionNotFound
+from eth.rlp.sedes import chain_gaps
 from eth.vm.forks.cancun import CancunVM
 from eth.vm.spoof import SpoofTransaction
 from eth_utils import ValidationError
@@ -284,6 +284,10 @@ class EvmChain:
         return MinedBlock(result.imported_block, self.get_receipts(header), ())
 
     def decode_block(self, encoded: bytes) -> BlockAPI:
+        return self.decode_block_bytes(encoded)
+
+    @staticmethod
+    def decode_block_bytes(encoded: bytes) -> BlockAPI:
         try:
             return rlp.decode(encoded, sedes=CancunVM.get_block_class())
         except (rlp.DecodingError, rlp.DeserializationError, ValueError) as exc:
@@ -319,19 +323,30 @@ class EvmChain:
                 raise InvalidTransaction("invalid-call", str(exc)) from exc
 
     def estimate_gas(self, request: CallRequest, header: BlockHeaderAPI | None = None) -> int:
-        """Smallest gas limit with which the message succeeds (binary search, as geth)."""
+        """Smallest gas limit with which the message succeeds (binary search, as geth).
+
+        Returns -1 when it fails even with the full gas allowance (the caller then
+        reports the failure itself, e.g. the revert reason).
+        """
         at = header or self.head
         hi = request.gas if request.gas is not None else at.gas_limit
+
+        def fails(gas: int) -> bool:
+            try:
+                return bool(self.call(_with_gas(request, gas), at).is_error)
+            except InvalidTransaction:
+                return True
+
         probe = self.call(_with_gas(request, hi), at)
         if probe.is_error:
             return -1
-        lo = max(21000, probe.get_gas_used() - 1)
-        if not self.call(_with_gas(request, lo), at).is_error:
-            return lo
-        # success at hi, failure at lo: search the boundary
+        lo = max(20_999, probe.get_gas_used() - 1)
+        if not fails(lo + 1):
+            return lo + 1
+        # failure at lo, success at hi: search the boundary
         while lo + 1 < hi:
             mid = (lo + hi) // 2
-            if self.call(_with_gas(request, mid), at).is_error:
+            if fails(mid):
                 lo = mid
             else:
                 hi = mid
