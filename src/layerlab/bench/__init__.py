@@ -1,0 +1,1 @@
+"""Benchmarks: deterministic workloads, load drivers and reference systems (py-evm, Hardhat)."""
