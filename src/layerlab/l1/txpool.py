@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import rlp
+from eth_hash.auto import keccak
 from eth.abc import SignedTransactionAPI
+from eth.exceptions import UnrecognizedTransactionType
 from eth_utils import ValidationError
 
+from layerlab.crypto.secp256k1 import BadSignature, compute_typed_signing_payload, recover_address
 from layerlab.errors import InvalidTransaction
 
 MAX_TX_SIZE = 128 * 1024
@@ -65,6 +68,22 @@ class PooledTransaction:
         return min(self.max_priority_fee, self.max_fee - base_fee)
 
 
+def recover_sender(tx: SignedTransactionAPI, raw: bytes) -> bytes:
+    """Recover and cache (in py-evm's ``sender`` slot) the signer of ``tx``."""
+    try:
+        if raw[0] < 0x7F:  # EIP-2718 typed envelope
+            payload = compute_typed_signing_payload(raw)
+            parity = int(tx.y_parity)
+        else:
+            payload = tx.get_message_for_signing()
+            parity = int(tx.y_parity) if hasattr(tx, "y_parity") else (tx.v - 27) % 2
+        sender = recover_address(keccak(payload), parity, int(tx.r), int(tx.s))
+    except (BadSignature, ValidationError, ValueError) as exc:
+        raise InvalidTransaction("bad-signature", f"invalid sender: {exc}") from exc
+    tx.__dict__["sender"] = sender  # py-evm caches ``sender``; reuse the recovery
+    return sender
+
+
 def get_fee_caps(tx: SignedTransactionAPI) -> tuple[int, int]:
     """``(maxFeePerGas, maxPriorityFeePerGas)``; both equal ``gasPrice`` before EIP-1559."""
     if getattr(tx, "type_id", None) in (2, 3):
@@ -95,6 +114,8 @@ class TxPool:
         self.price_bump_percent = price_bump_percent
         self._by_sender: dict[bytes, dict[int, PooledTransaction]] = {}
         self._by_hash: dict[bytes, PooledTransaction] = {}
+        self._cost: dict[bytes, int] = {}
+        """Per sender, the summed max cost of its pooled transactions."""
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -122,6 +143,10 @@ class TxPool:
             raise InvalidTransaction("malformed", "rlp: empty transaction")
         try:
             tx = self._decoder.decode(raw)
+        except UnrecognizedTransactionType as exc:
+            raise InvalidTransaction(
+                "unsupported-type", f"transaction type not supported: type {raw[0]:#x}"
+            ) from exc
         except (rlp.DecodingError, rlp.DeserializationError, ValidationError, ValueError,
                 TypeError, IndexError, KeyError) as exc:
             raise InvalidTransaction("malformed", f"rlp: cannot decode transaction: {exc}") from exc
@@ -136,11 +161,7 @@ class TxPool:
                 "wrong-chain-id",
                 f"invalid chain id for signer: have {tx_chain_id} want {self.chain_id}",
             )
-        try:
-            tx.check_signature_validity()
-            sender = bytes(tx.sender)
-        except (ValidationError, ValueError, Exception) as exc:
-            raise InvalidTransaction("bad-signature", f"invalid sender: {exc}") from exc
+        sender = recover_sender(tx, raw)
         intrinsic = int(tx.intrinsic_gas)
         if tx.gas < intrinsic:
             raise InvalidTransaction(
@@ -191,18 +212,24 @@ class TxPool:
                 "nonce-too-low",
                 f"nonce too low: address {sender}, tx: {ptx.nonce} state: {state_nonce}",
             )
-        if ptx.nonce > state_nonce + self.nonce_gap_limit:
+        queued = self._by_sender.get(ptx.sender, {})
+        expected = state_nonce
+        while expected in queued:
+            expected += 1
+        if ptx.nonce > expected + self.nonce_gap_limit:
             raise InvalidTransaction(
                 "nonce-gap",
-                f"nonce too high: address {sender}, tx: {ptx.nonce} state: {state_nonce}, "
-                f"gap limit {self.nonce_gap_limit}",
+                f"nonce too high: address {sender}, tx: {ptx.nonce}, next expected {expected} "
+                f"(state {state_nonce}), gap limit {self.nonce_gap_limit}",
             )
         balance = state.get_balance(ptx.sender)
-        queued = self._by_sender.get(ptx.sender, {})
-        # the sender must afford this transaction and every pending one before it
-        committed = sum(
-            p.max_cost for n, p in queued.items() if state_nonce <= n < ptx.nonce
-        )
+        # the sender must afford this transaction and every pooled one before it
+        if queued and ptx.nonce > max(queued):
+            committed = self._cost.get(ptx.sender, 0)
+        else:
+            committed = sum(
+                p.max_cost for n, p in queued.items() if state_nonce <= n < ptx.nonce
+            )
         if balance < committed + ptx.max_cost:
             raise InvalidTransaction(
                 "insufficient-funds",
@@ -223,10 +250,12 @@ class TxPool:
                     f"{ptx.max_priority_fee}",
                 )
             del self._by_hash[old.hash]
+            self._cost[ptx.sender] -= old.max_cost
         elif len(self._by_hash) >= self.capacity:
             raise InvalidTransaction("pool-full", f"txpool is full ({self.capacity} transactions)")
         self._by_sender.setdefault(ptx.sender, {})[ptx.nonce] = ptx
         self._by_hash[ptx.hash] = ptx
+        self._cost[ptx.sender] = self._cost.get(ptx.sender, 0) + ptx.max_cost
         return old
 
     # -- selection and removal -----------------------------------------------------------
@@ -285,8 +314,10 @@ class TxPool:
             by_nonce = self._by_sender[ptx.sender]
             if by_nonce.get(ptx.nonce) is ptx:
                 del by_nonce[ptx.nonce]
+                self._cost[ptx.sender] -= ptx.max_cost
             if not by_nonce:
                 del self._by_sender[ptx.sender]
+                del self._cost[ptx.sender]
             removed.append(ptx)
         return removed
 
@@ -299,5 +330,6 @@ class TxPool:
         return self.remove(stale)
 
     def clear(self) -> None:
+        self._cost.clear()
         self._by_sender.clear()
         self._by_hash.clear()

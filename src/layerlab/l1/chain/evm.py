@@ -14,6 +14,7 @@ This module executes and stores; it never decides which transactions go in a blo
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from typing import Any
 import rlp
 from eth.abc import (
     BlockAPI,
+    BlockImportResult,
+    BlockPersistResult,
     BlockHeaderAPI,
     ComputationAPI,
     ReceiptAPI,
@@ -34,16 +37,21 @@ from eth.db.schema import SchemaV1
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.rlp.sedes import chain_gaps
 from eth.vm.forks.cancun import CancunVM
+from eth.vm.forks.cancun.state import get_total_blob_gas
+from eth.vm.interrupt import EVMMissingData
 from eth.vm.spoof import SpoofTransaction
 from eth_utils import ValidationError
 
 from layerlab.errors import InvalidBlock, InvalidTransaction, StorageError
+from layerlab.l1.chain import speedups
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.storage import NODE_PREFIX, ChainDB
 
 log = logging.getLogger(__name__)
 
 GENESIS_KEY = NODE_PREFIX + b"genesis-hash"
+RECENT_BLOCKS = 64
+"""Blocks kept decoded in memory for RPC reads (the head and its recent ancestors)."""
 EMPTY_BEACON_ROOT = b"\x00" * 32
 
 
@@ -68,11 +76,115 @@ class CallRequest:
     gas_price: int = 0
 
 
+speedups.install()
+
+
+class _HeaderView:
+    """The block header under construction, as seen by each transaction of the block.
+
+    py-evm copies the whole header (an RLP object, deep-copied field by field) twice per
+    transaction only to carry the running ``gas_used`` and ``blob_gas_used``; this view
+    carries them in place and delegates every other field to the base header.
+    """
+
+    __slots__ = ("_base", "blob_gas_used", "gas_used")
+
+    def __init__(self, base: BlockHeaderAPI) -> None:
+        self._base = base
+        self.gas_used = base.gas_used
+        self.blob_gas_used = base.blob_gas_used
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_base":
+            raise AttributeError(name)
+        return getattr(self._base, name)
+
+
+class LayerlabCancunVM(CancunVM):
+    """py-evm's Cancun VM with the block loop's per-transaction header copies removed."""
+
+    def apply_all_transactions(
+        self, transactions: Sequence[SignedTransactionAPI], base_header: BlockHeaderAPI
+    ) -> tuple[BlockHeaderAPI, tuple[ReceiptAPI, ...], tuple[ComputationAPI, ...]]:
+        if base_header.block_number != self.get_header().block_number:
+            raise ValidationError(
+                f"This VM instance must only work on block #{self.get_header().block_number}, "
+                f"but the target header has block #{base_header.block_number}"
+            )
+        view = _HeaderView(base_header)
+        bloom = int(base_header.bloom)
+        receipts: list[ReceiptAPI] = []
+        computations: list[ComputationAPI] = []
+        for transaction in transactions:
+            snapshot = self.state.snapshot()
+            try:
+                receipt, computation = self.apply_transaction(view, transaction)  # type: ignore[arg-type]
+            except EVMMissingData:
+                self.state.revert(snapshot)
+                raise
+            bloom |= int(receipt.bloom)
+            view.gas_used = receipt.gas_used
+            view.blob_gas_used += get_total_blob_gas(transaction)
+            receipts.append(receipt)
+            computations.append(computation)
+        header = base_header.copy(
+            gas_used=view.gas_used, bloom=bloom, blob_gas_used=view.blob_gas_used
+        )
+        return header, tuple(receipts), tuple(computations)
+
+
+class LayerlabMiningChain(MiningChain):
+    """py-evm's MiningChain minus work repeated on the block-building hot path.
+
+    ``mine_all`` in py-evm validates the block it has just built and validated, and
+    ``persist_block`` then re-reads every new canonical block from its tries. Here a
+    block built locally is validated once (by the VM) and handed back as built.
+    """
+
+    def persist_block(
+        self, block: BlockAPI, perform_validation: bool = True
+    ) -> BlockPersistResult:
+        if perform_validation:
+            self.validate_block(block)
+        new_hashes, old_hashes = self.chaindb.persist_block(block)
+        return BlockPersistResult(
+            imported_block=block,
+            new_canonical_blocks=tuple(
+                block if h == block.hash else self.get_block_by_hash(h) for h in new_hashes
+            ),
+            old_canonical_blocks=tuple(self.get_block_by_hash(h) for h in old_hashes),
+        )
+
+    def mine_all(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        *args: Any,
+        parent_header: BlockHeaderAPI | None = None,
+        withdrawals: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> tuple[BlockImportResult, tuple[ReceiptAPI, ...], tuple[ComputationAPI, ...]]:
+        base_header = self.header if parent_header is None else self.create_header_from_parent(
+            parent_header
+        )
+        custom_header = self._custom_header(base_header, **kwargs)
+        vm = self.get_vm(custom_header)
+        new_header, receipts, computations = vm.apply_all_transactions(transactions, base_header)
+        if withdrawals:
+            vm.apply_all_withdrawals(withdrawals)
+        filled = vm.set_block_transactions_and_withdrawals(
+            vm.get_block(), new_header, transactions, receipts, withdrawals=withdrawals
+        )
+        result = vm.mine_block(filled, *args, **kwargs)  # packs, finalizes and validates
+        persisted = self.persist_block(result.block, perform_validation=False)
+        self.header = self.create_header_from_parent(result.block.header)
+        return BlockImportResult(*persisted, result.meta_witness), receipts, computations
+
+
 def make_chain_class(chain_id: int) -> type[MiningChain]:
     """A py-evm MiningChain class running the Cancun VM from genesis on ``chain_id``."""
-    return MiningChain.configure(
+    return LayerlabMiningChain.configure(
         __name__="LayerlabChain",
-        vm_configuration=((0, CancunVM),),
+        vm_configuration=((0, LayerlabCancunVM),),
         chain_id=chain_id,
     )
 
@@ -101,6 +213,8 @@ class EvmChain:
             genesis = self.chain.get_canonical_block_header_by_number(0)
             if genesis.hash != stored:
                 raise StorageError("data dir holds a different chain (genesis hash mismatch)")
+        self._recent: OrderedDict[bytes, BlockAPI] = OrderedDict()
+        self._sizes: dict[bytes, int] = {}
         self.tx_builder = CancunVM.get_transaction_builder()
         self.receipt_builder = CancunVM.get_receipt_builder()
 
@@ -151,7 +265,25 @@ class EvmChain:
         return header
 
     def get_block(self, header: BlockHeaderAPI) -> BlockAPI:
-        return self.chain.get_block_by_header(header)
+        """The block of ``header``; recent blocks come from memory, not from their tries."""
+        block = self._recent.get(header.hash)
+        if block is None:
+            block = self.chain.get_block_by_header(header)
+            self._remember(block)
+        return block
+
+    def get_block_size(self, header: BlockHeaderAPI) -> int:
+        """Length of the block's RLP encoding (the ``size`` field of ``eth_getBlock*``)."""
+        size = self._sizes.get(header.hash)
+        if size is None:
+            size = self._sizes[header.hash] = len(rlp.encode(self.get_block(header)))
+        return size
+
+    def _remember(self, block: BlockAPI) -> None:
+        self._recent[block.hash] = block
+        while len(self._recent) > RECENT_BLOCKS:
+            evicted, _ = self._recent.popitem(last=False)
+            self._sizes.pop(evicted, None)
 
     def get_receipts(self, header: BlockHeaderAPI) -> tuple[ReceiptAPI, ...]:
         return tuple(self.chain.chaindb.get_receipts(header, self.receipt_builder))
@@ -205,6 +337,7 @@ class EvmChain:
         except ValidationError as exc:
             self.chain.header = self.chain.create_header_from_parent(parent)
             raise InvalidTransaction("invalid-in-block", str(exc)) from exc
+        self._remember(result.imported_block)
         return MinedBlock(result.imported_block, tuple(receipts), tuple(computations))
 
     def filter_applicable(

@@ -8,6 +8,7 @@ blocks are named by number, by tag (``latest``, ``earliest``, ``pending``, ``saf
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from eth._utils.address import generate_contract_address
@@ -33,29 +34,40 @@ def hex_data(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
 
-def parse_quantity(value: Any, name: str = "quantity") -> int:
+UINT256_MAX = 2**256 - 1
+_HEX_QUANTITY = re.compile(r"0[xX][0-9a-fA-F]+")
+_HEX_DATA = re.compile(r"0[xX](?:[0-9a-fA-F]{2})*")
+
+
+def parse_quantity(value: Any, name: str = "quantity", limit: int = UINT256_MAX) -> int:
+    """A ``0x`` hex quantity (or a non-negative JSON integer) no larger than ``limit``.
+
+    Only hex digits are accepted: Python's ``int(s, 16)`` alone would also take
+    whitespace, underscores and a sign.
+    """
     if isinstance(value, bool):
         raise InvalidParams(f"{name}: expected hex quantity, got {value!r}")
     if isinstance(value, int) and value >= 0:
-        return value
-    if not isinstance(value, str) or not value.startswith(("0x", "0X")) or len(value) < 3:
-        raise InvalidParams(f"{name}: expected 0x-prefixed hex quantity, got {value!r}")
-    try:
-        return int(value, 16)
-    except ValueError as exc:
-        raise InvalidParams(f"{name}: invalid hex quantity {value!r}") from exc
+        number = value
+    elif isinstance(value, str) and _HEX_QUANTITY.fullmatch(value):
+        number = int(value, 16)
+    else:
+        shown = value[:20] + "..." if isinstance(value, str) and len(value) > 20 else value
+        raise InvalidParams(f"{name}: expected 0x-prefixed hex quantity, got {shown!r}")
+    if number > limit:
+        raise InvalidParams(f"{name}: {number:#x} exceeds the maximum {limit:#x}")
+    return number
 
 
 def parse_data(value: Any, name: str = "data") -> bytes:
     if not isinstance(value, str) or not value.startswith(("0x", "0X")):
-        raise InvalidParams(f"{name}: expected 0x-prefixed hex data, got {value!r}")
-    body = value[2:]
-    if len(body) % 2:
+        shown = value[:20] + "..." if isinstance(value, str) and len(value) > 20 else value
+        raise InvalidParams(f"{name}: expected 0x-prefixed hex data, got {shown!r}")
+    if len(value) % 2:
         raise InvalidParams(f"{name}: hex data has an odd number of digits")
-    try:
-        return bytes.fromhex(body)
-    except ValueError as exc:
-        raise InvalidParams(f"{name}: invalid hex data {value[:20]!r}") from exc
+    if not _HEX_DATA.fullmatch(value):
+        raise InvalidParams(f"{name}: invalid hex data {value[:20]!r}")
+    return bytes.fromhex(value[2:])
 
 
 def parse_address(value: Any, name: str = "address") -> bytes:
@@ -223,14 +235,23 @@ def format_log(
 
 
 def format_receipts(
-    block: BlockAPI, receipts: tuple[ReceiptAPI, ...], senders: list[bytes]
+    block: BlockAPI, receipts: tuple[ReceiptAPI, ...], senders: list[bytes],
+    only: int | None = None,
 ) -> list[dict[str, Any]]:
-    """All receipts of a block (gas used and log indexes depend on the earlier ones)."""
+    """All receipts of a block (gas used and log indexes depend on the earlier ones).
+
+    With ``only``, just that transaction's receipt is formatted (a one-item list) and only
+    ``senders[only]`` is read; the earlier receipts still contribute gas and log indexes.
+    """
     header = block.header
     out = []
     prev_cumulative = 0
     log_index = 0
     for i, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+        if only is not None and i != only:
+            log_index += len(receipt.logs)
+            prev_cumulative = receipt.gas_used
+            continue
         sender = senders[i]
         logs = []
         for log in receipt.logs:

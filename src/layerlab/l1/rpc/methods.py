@@ -43,6 +43,7 @@ from layerlab.l1.rpc.codec import (
 )
 
 MAX_LOG_BLOCK_RANGE = 10_000
+UINT64_MAX = 2**64 - 1  # header timestamps and account nonces are 64-bit (EIP-2681)
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 
@@ -151,35 +152,33 @@ class RpcApi:
         ident = parse_block_id(block_id)
         chain = self.node.chain
         if isinstance(ident, str):
-            if ident == "earliest":
-                return chain.get_header_by_number(0)
-            return self.node.latest_header()
-        if isinstance(ident, bytes):
+            header = chain.get_header_by_number(0) if ident == "earliest" else self.node.head
+        elif isinstance(ident, bytes):
             header = chain.get_header_by_hash(ident)
         else:
             header = chain.get_header_by_number(ident)
-            if header is not None and header.block_number == self.node.head.block_number:
-                header = self.node.latest_header()
         if header is None and required:
             raise UnknownBlock(f"header not found: {block_id}")
         return header
 
-    def _state(self, block_id: Any) -> Any:
+    def state_header(self, block_id: Any) -> BlockHeaderAPI:
+        """The header whose state a read at ``block_id`` sees (dev edits apply to the head)."""
         header = self.resolve(block_id)
-        return self.node.chain.get_state(header)
+        assert header is not None
+        if header.hash == self.node.head.hash:
+            return self.node.latest_header()
+        return header
+
+    def _state(self, block_id: Any) -> Any:
+        return self.node.chain.get_state(self.state_header(block_id))
 
     def sender_of(self, tx: SignedTransactionAPI) -> bytes:
         spoofed = self.node.spoofed_sender(bytes(tx.hash))
         return spoofed if spoofed is not None else bytes(tx.sender)
 
     def _block_json(self, header: BlockHeaderAPI, full: bool) -> dict[str, Any]:
-        canonical = self.node.chain.get_header_by_number(header.block_number)
-        header = canonical if (canonical is not None and canonical.hash == header.hash) or (
-            canonical is not None and header.block_number == canonical.block_number
-            and header.parent_hash == canonical.parent_hash
-        ) else header
         block = self.node.chain.get_block(header)
-        out = codec.format_header(header, size=len(_encode_block(block)))
+        out = codec.format_header(header, size=self.node.chain.get_block_size(header))
         if full:
             out["transactions"] = [
                 codec.format_transaction(tx, self.sender_of(tx), header, i)
@@ -339,7 +338,7 @@ class RpcApi:
         # only this receipt's sender is needed; earlier ones only contribute gas and logs
         senders = [b""] * len(block.transactions)
         senders[loc[1]] = self.sender_of(block.transactions[loc[1]])
-        return codec.format_receipts(block, receipts, senders)[loc[1]]
+        return codec.format_receipts(block, receipts, senders, only=loc[1])[0]
 
     def eth_getBlockReceipts(self, block: Any) -> list[dict[str, Any]] | None:
         header = self.resolve(block, required=False)
@@ -420,14 +419,14 @@ class RpcApi:
     # -- execution -----------------------------------------------------------------------
     def eth_call(self, tx: Any, block: Any = "latest", overrides: Any = None) -> str:
         obj = parse_tx_object(tx)
-        header = self.resolve(block)
+        header = self.state_header(block)
         computation = self.node.chain.call(self._call_request(obj), header)
         self._raise_if_failed(computation)
         return hex_data(computation.output)
 
     def eth_estimateGas(self, tx: Any, block: Any = "latest") -> str:
         obj = parse_tx_object(tx)
-        header = self.resolve(block)
+        header = self.state_header(block)
         request = self._call_request(obj)
         gas = self.node.chain.estimate_gas(request, header)
         if gas < 0:
@@ -607,16 +606,18 @@ class RpcApi:
             blocks = 1
             if timestamp is not None:
                 ts = timestamp
+        first_ts = parse_quantity(ts, "timestamp", UINT64_MAX) if ts is not None else None
         for i in range(min(blocks, 10_000)):
-            self.node.mine(timestamp=parse_quantity(ts, "timestamp") if ts is not None and i == 0
-                           else None)
+            self.node.mine(timestamp=first_ts if i == 0 else None)
         return "0x0"
 
     def anvil_mine(self, count: Any = None, interval: Any = None) -> None:
         n = parse_quantity(count, "count") if count is not None else 1
         if n > 100_000:
             raise InvalidParams(f"count {n} exceeds 100000 blocks")
-        step = parse_quantity(interval, "interval") if interval is not None else 1
+        step = parse_quantity(interval, "interval", UINT64_MAX) if interval is not None else 1
+        if self.node.head.timestamp + n * step > UINT64_MAX:
+            raise InvalidParams(f"{n} blocks {step} s apart overflow the 64-bit timestamp")
         for _ in range(n):
             self.node.mine(timestamp=self.node.head.timestamp + step if interval else None)
 
@@ -627,12 +628,13 @@ class RpcApi:
         return self.node.revert(parse_quantity(snapshot_id, "snapshotId"))
 
     def evm_increaseTime(self, seconds: Any) -> str:
-        value = seconds if isinstance(seconds, int) else parse_quantity(seconds, "seconds")
+        value = parse_quantity(seconds, "seconds", UINT64_MAX)
+        if int(time.time()) + self.node.meta.time_offset + value > UINT64_MAX:
+            raise InvalidParams(f"seconds: {value} moves the clock past the 64-bit timestamp")
         return hex_int(self.node.increase_time(value))
 
     def evm_setNextBlockTimestamp(self, timestamp: Any) -> None:
-        value = timestamp if isinstance(timestamp, int) else parse_quantity(timestamp, "timestamp")
-        self.node.set_next_timestamp(value)
+        self.node.set_next_timestamp(parse_quantity(timestamp, "timestamp", UINT64_MAX))
 
     def evm_setAutomine(self, enabled: Any) -> None:
         self.node.mining = MiningMode.AUTO if parse_bool(enabled, "enabled") else MiningMode.MANUAL
@@ -640,8 +642,8 @@ class RpcApi:
             self.node.mine()
 
     def evm_setIntervalMining(self, ms: Any) -> None:
-        interval = ms if isinstance(ms, int) else parse_quantity(ms, "interval")
-        if interval <= 0:
+        interval = parse_quantity(ms, "interval", UINT64_MAX)
+        if interval == 0:
             self.node.mining = MiningMode.MANUAL
             self.node.block_time = None
         else:
@@ -659,14 +661,14 @@ class RpcApi:
         return True
 
     def anvil_setNonce(self, address: Any, nonce: Any) -> bool:
-        addr, value = parse_address(address), parse_quantity(nonce, "nonce")
+        addr, value = parse_address(address), parse_quantity(nonce, "nonce", UINT64_MAX)
         self.node.edit_state(lambda s: s.set_nonce(addr, value))
         return True
 
     def anvil_setStorageAt(self, address: Any, slot: Any, value: Any) -> bool:
         addr = parse_address(address)
-        key = int.from_bytes(parse_data(slot, "slot"), "big")
-        word = int.from_bytes(parse_data(value, "value"), "big")
+        key = int.from_bytes(_word(parse_data(slot, "slot"), "slot"), "big")
+        word = int.from_bytes(_word(parse_data(value, "value"), "value"), "big")
         self.node.edit_state(lambda s: s.set_storage(addr, key, word))
         return True
 
@@ -689,10 +691,7 @@ class RpcApi:
         }
 
 
-def _encode_block(block: BlockAPI) -> bytes:
-    import rlp
-
-    try:
-        return bytes(rlp.encode(block))
-    except Exception:
-        return b""
+def _word(data: bytes, name: str) -> bytes:
+    if len(data) > 32:
+        raise InvalidParams(f"{name}: a storage word is at most 32 bytes, got {len(data)}")
+    return data

@@ -234,7 +234,8 @@ class RpcServer:
         sender = asyncio.create_task(self._ws_sender(ws, ws_state["queue"]))
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
+                # web3.py's WebSocketProvider sends its JSON in binary frames; geth accepts both
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     reply = self.handle_payload(msg.data, ws)
                     if reply is not None:
                         await ws.send_str(reply)
