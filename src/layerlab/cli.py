@@ -18,7 +18,7 @@ chain_app = typer.Typer(help="Export and import chain data (RLP blocks, as geth)
 contracts_app = typer.Typer(help="Compile the Solidity contracts under contracts/.")
 app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 DEFAULT_DATA_DIR = Path(".layerlab/devnet")
 

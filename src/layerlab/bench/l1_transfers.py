@@ -30,6 +30,7 @@ from rich.table import Table
 from layerlab.bench.hardhat import HardhatNodeConfig, measure_hardhat_transfers
 from layerlab.bench.rpc_load import RpcLoadResult, run_rpc_load
 from layerlab.bench.workload import TransferWorkloadSpec, compute_transfer_workload
+from layerlab.primitives.types import Wei
 
 RESULTS = Path("benchmarks/results")
 GAS_LIMIT = 1_000_000_000
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console = Console()
 
     spec = TransferWorkloadSpec(tx_count=args.transfers, sender_count=args.senders,
-                                max_fee_per_gas=10**10)
+                                max_fee_per_gas=Wei(10**10))
     workload = compute_transfer_workload(spec)
     console.print(f"workload: {args.transfers} pre-signed transfers from {args.senders} senders")
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         hardhat = measure_hardhat_transfers(
             workload,
             config=HardhatNodeConfig(block_gas_limit=GAS_LIMIT,
-                                     initial_base_fee_per_gas=10**9),
+                                     initial_base_fee_per_gas=Wei(10**9)),
             batch_size=args.batch_size,
             inclusion_timeout=300,
         )

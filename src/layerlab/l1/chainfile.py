@@ -24,7 +24,7 @@ def _open(data_dir: Path, config: Path | None) -> EvmChain:
 def export_chain(data_dir: Path, out: Path, config: Path | None = None) -> int:
     chain = _open(data_dir, config)
     try:
-        head = chain.head.block_number
+        head = int(chain.head.block_number)
         with out.open("wb") as fh:
             for number in range(head + 1):
                 header = chain.get_header_by_number(number)

@@ -53,7 +53,7 @@ class Snapshot:
     block_number: int
     pool_raw: list[bytes]
     time_offset: int
-    state_override: bytes | None
+    state_override: str | None
 
 
 @dataclass
@@ -235,7 +235,7 @@ class Node:
 
     # -- blocks --------------------------------------------------------------------------
     def next_timestamp(self) -> int:
-        parent = self.head.timestamp
+        parent = int(self.head.timestamp)
         if self.meta.next_timestamp is not None:
             return max(self.meta.next_timestamp, parent + 1)
         return max(int(time.time()) + self.meta.time_offset, parent + 1)
@@ -282,7 +282,8 @@ class Node:
         self.db.write_many(puts, deletes)
 
     def spoofed_sender(self, tx_hash: bytes) -> bytes | None:
-        return self.db.get(SPOOF_PREFIX + tx_hash)
+        sender: bytes | None = self.db.get(SPOOF_PREFIX + tx_hash)
+        return sender
 
     def _restore_pool(self) -> None:
         restored = 0
@@ -368,7 +369,7 @@ class Node:
 
 
 def _to_hex(value: bytes) -> str | None:
-    from eth_utils import to_checksum_address
+    from eth_utils.address import to_checksum_address
 
     return to_checksum_address(value) if value else None
 

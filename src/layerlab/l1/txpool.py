@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import rlp
-from eth_hash.auto import keccak
 from eth.abc import SignedTransactionAPI
 from eth.exceptions import UnrecognizedTransactionType
-from eth_utils import ValidationError
+from eth_hash.auto import keccak
+from eth_utils.exceptions import ValidationError
 
 from layerlab.crypto.secp256k1 import BadSignature, compute_typed_signing_payload, recover_address
 from layerlab.errors import InvalidTransaction
@@ -323,7 +323,7 @@ class TxPool:
 
     def prune(self, state: AccountReader, senders: Iterable[bytes]) -> list[PooledTransaction]:
         """Drop transactions of ``senders`` whose nonce the state has already used."""
-        stale = []
+        stale: list[bytes] = []
         for sender in set(senders):
             nonce = state.get_nonce(sender)
             stale.extend(p.hash for n, p in self._by_sender.get(sender, {}).items() if n < nonce)

@@ -31,10 +31,7 @@ def _nibbles(key: bytes) -> tuple[int, ...]:
 def _hex_prefix(path: Sequence[int], leaf: bool) -> bytes:
     """Compact (hex-prefix) encoding of a nibble path (yellow paper, appendix C)."""
     flag = 2 if leaf else 0
-    if len(path) % 2:
-        nibbles = [flag + 1, *path]
-    else:
-        nibbles = [flag, 0, *path]
+    nibbles = [flag + 1, *path] if len(path) % 2 else [flag, 0, *path]
     return bytes((nibbles[i] << 4) | nibbles[i + 1] for i in range(0, len(nibbles), 2))
 
 

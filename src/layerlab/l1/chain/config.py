@@ -35,7 +35,7 @@ DEFAULT_BALANCE = Wei(10_000 * ETHER)
 class GenesisAccount:
     """Pre-funded state of one account at genesis."""
 
-    balance: Wei = Wei(0)
+    balance: Wei = 0  # type: ignore[assignment]
     nonce: int = 0
     code: bytes = b""
     storage: tuple[tuple[int, int], ...] = ()

@@ -23,9 +23,9 @@ from typing import Any
 import rlp
 from eth.abc import (
     BlockAPI,
+    BlockHeaderAPI,
     BlockImportResult,
     BlockPersistResult,
-    BlockHeaderAPI,
     ComputationAPI,
     ReceiptAPI,
     SignedTransactionAPI,
@@ -40,7 +40,7 @@ from eth.vm.forks.cancun import CancunVM
 from eth.vm.forks.cancun.state import get_total_blob_gas
 from eth.vm.interrupt import EVMMissingData
 from eth.vm.spoof import SpoofTransaction
-from eth_utils import ValidationError
+from eth_utils.exceptions import ValidationError
 
 from layerlab.errors import InvalidBlock, InvalidTransaction, StorageError
 from layerlab.l1.chain import speedups
@@ -163,8 +163,9 @@ class LayerlabMiningChain(MiningChain):
         withdrawals: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> tuple[BlockImportResult, tuple[ReceiptAPI, ...], tuple[ComputationAPI, ...]]:
-        base_header = self.header if parent_header is None else self.create_header_from_parent(
-            parent_header
+        base_header: BlockHeaderAPI = (
+            self.get_vm().get_header() if parent_header is None
+            else self.create_header_from_parent(parent_header)
         )
         custom_header = self._custom_header(base_header, **kwargs)
         vm = self.get_vm(custom_header)
@@ -182,11 +183,12 @@ class LayerlabMiningChain(MiningChain):
 
 def make_chain_class(chain_id: int) -> type[MiningChain]:
     """A py-evm MiningChain class running the Cancun VM from genesis on ``chain_id``."""
-    return LayerlabMiningChain.configure(
+    chain_class: type[MiningChain] = LayerlabMiningChain.configure(
         __name__="LayerlabChain",
         vm_configuration=((0, LayerlabCancunVM),),
         chain_id=chain_id,
     )
+    return chain_class
 
 
 class EvmChain:
@@ -473,7 +475,7 @@ class EvmChain:
         probe = self.call(_with_gas(request, hi), at)
         if probe.is_error:
             return -1
-        lo = max(20_999, probe.get_gas_used() - 1)
+        lo = max(20_999, int(probe.get_gas_used()) - 1)
         if not fails(lo + 1):
             return lo + 1
         # failure at lo, success at hi: search the boundary

@@ -13,7 +13,7 @@ from typing import Any
 
 from eth._utils.address import generate_contract_address
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from layerlab.errors import LayerlabError
 from layerlab.l1.txpool import get_fee_caps

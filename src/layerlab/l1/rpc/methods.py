@@ -18,11 +18,11 @@ from typing import Any
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI
 from eth.exceptions import Revert
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_hash.auto import keccak
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from layerlab import __version__
 from layerlab.errors import ExecutionReverted, InvalidTransaction, LayerlabError
@@ -606,9 +606,11 @@ class RpcApi:
             blocks = 1
             if timestamp is not None:
                 ts = timestamp
-        first_ts = parse_quantity(ts, "timestamp", UINT64_MAX) if ts is not None else None
-        for i in range(min(blocks, 10_000)):
-            self.node.mine(timestamp=first_ts if i == 0 else None)
+        if ts is not None:
+            # as Hardhat and Anvil: the clock carries on from the chosen timestamp
+            self.node.set_next_timestamp(parse_quantity(ts, "timestamp", UINT64_MAX))
+        for _ in range(min(blocks, 10_000)):
+            self.node.mine()
         return "0x0"
 
     def anvil_mine(self, count: Any = None, interval: Any = None) -> None:
@@ -619,7 +621,9 @@ class RpcApi:
         if self.node.head.timestamp + n * step > UINT64_MAX:
             raise InvalidParams(f"{n} blocks {step} s apart overflow the 64-bit timestamp")
         for _ in range(n):
-            self.node.mine(timestamp=self.node.head.timestamp + step if interval else None)
+            if interval is not None and step:
+                self.node.set_next_timestamp(self.node.head.timestamp + step)
+            self.node.mine()
 
     def evm_snapshot(self) -> str:
         return hex_int(self.node.snapshot())

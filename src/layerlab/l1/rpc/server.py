@@ -94,9 +94,7 @@ class RpcServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         if self.port == 0:
-            server = site._server
-            assert server is not None and server.sockets
-            self.port = server.sockets[0].getsockname()[1]
+            self.port = int(self._runner.addresses[0][1])
         self._miner = asyncio.create_task(self._interval_miner())
 
     async def stop(self) -> None:
