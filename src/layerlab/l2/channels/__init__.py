@@ -4,11 +4,16 @@ The design follows the Lightning Network (BOLT 2/3/4/11) in what it guarantees a
 in how it is built, simplified where Ethereum allows:
 
 * A channel's off-chain state is a :class:`~layerlab.l2.channels.types.ChannelState`
-  countersigned by both parties (EIP-712). Every update raises ``nonce``; the highest
-  nonce both signed is the only valid one. A state with a lower nonce is *revoked*:
-  closing on it and being shown a newer one costs the closer the whole channel (the
-  Lightning penalty, without per-commitment revocation keys since the contract can
-  compare nonces).
+  countersigned by both parties (EIP-712). Every update raises ``nonce`` by one, and a
+  party signs state n+2 only once it holds both signatures on n+1, so at most one state
+  is ever "in flight". A state two or more nonces below one both signed is *revoked*:
+  closing on it and being shown the newer one costs the closer the whole channel (the
+  Lightning penalty, BOLT 5, without per-commitment revocation keys since the contract
+  can compare nonces). A state exactly one newer only replaces the closed one: the
+  counterparty may have withheld its last acknowledgement, so closing on n is honest
+  when n+1 was never fully received.
+* Cooperative close takes a *final* state (``nonce == 2**64 - 1``, no locks) signed by
+  both, and pays out at once.
 * Multi-hop payments use hash time-locked contracts (:class:`Lock`): amount, hash lock,
   expiry as an L1 block number that decreases along the route (BOLT 2 ``cltv_expiry``).
   Pending locks are committed to in the state by ``locks_hash``; on L1 a lock is claimed

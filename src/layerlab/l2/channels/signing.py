@@ -14,7 +14,7 @@ from layerlab.l2.channels.types import ChannelState, Domain
 
 def sign_digest(digest: bytes, private_key: bytes) -> bytes:
     """Sign a 32-byte digest; returns ``r || s || v`` (libsecp256k1 gives low-s)."""
-    raw = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+    raw: bytes = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
     return raw[:64] + bytes([raw[64] + 27])
 
 

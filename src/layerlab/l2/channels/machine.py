@@ -1,0 +1,1089 @@
+"""The off-chain core of a two-party payment channel, as seen by one of its parties.
+
+Pure transitions, no I/O and no clock: the caller passes the current L1 block number and
+moves the messages. Every transition takes a frozen :class:`Channel` and returns a
+:class:`Transition` (the new channel, the messages to send, the events to act on), or raises
+an :class:`InvalidChannelUpdate` naming the check that failed and the values involved; a
+refused input leaves the channel as it was (the old value is simply kept).
+
+Protocol (a two-message version of BOLT 2's ``update_*`` / ``commitment_signed`` /
+``revoke_and_ack``, possible because the contract orders states by nonce instead of
+revoking them with per-commitment secrets):
+
+1. The proposer builds the next state from its latest fully signed one and one
+   :data:`Update` (``Pay``, ``AddLock``, ``SettleLock``, ``FailLock``, ``Deposit``), signs
+   it (EIP-712) and sends a :class:`Proposal` carrying the update, the state and its
+   signature. It keeps the proposal as ``pending``: one proposal in flight per channel.
+2. The counterparty checks the proposal against *its* latest state (channel id, nonce,
+   conservation, the update's own rules, that the state is exactly what the update makes
+   of the latest one, the proposer's signature), countersigns and answers with an
+   :class:`Ack`. From then on the new state is its latest: both signatures exist.
+3. The proposer checks the ack's signature and commits the state too.
+
+A refused proposal is answered (by :func:`apply_refusal`) with a signed :class:`Reject`
+bound to that exact proposal; the proposer then abandons it. When both parties propose at
+once, each refuses the other's proposal (:class:`ConcurrentProposal`), both abandon, and
+the callers retry.
+
+Nonces are never reused for a different state. A party that signed a proposal which was
+then abandoned, or that refused a correctly signed proposal, *retires* that nonce: it
+proposes and accepts only higher ones. Otherwise the peer could hold two different states
+at one nonce, both signed by us, and close on whichever suits it (the contract only orders
+states by nonce). Nonces may therefore skip values; a state with a higher nonce revokes
+every lower one (see :func:`is_revoked`).
+
+HTLCs follow BOLT 2: ``AddLock`` (``update_add_htlc``) is offered by the payer with a
+hashlock ``sha256(preimage)`` and an expiry in L1 blocks, far enough ahead
+(``cltv_expiry_delta``) and not too far; ``SettleLock`` (``update_fulfill_htlc``) is proposed
+by the lock's receiver with the preimage before the lock expires; ``FailLock``
+(``update_fail_htlc``) is proposed by the receiver at any time, or by the payer once the
+lock has expired (the off-chain form of the on-chain refund). ``Deposit`` records an L1
+top-up, credited to the depositor, once both parties have seen it on L1
+(:func:`apply_observed_deposits`).
+
+Conservation, ``balance_a + balance_b + sum(locks) == deposit_a + deposit_b`` with nothing
+negative, is checked on every state a transition produces or accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, Literal, NewType, TypeAlias, TypeVar
+
+import coincurve
+from eth_abi.exceptions import EncodingError
+from eth_hash.auto import keccak
+
+from layerlab.crypto.secp256k1 import BadSignature
+from layerlab.errors import ChannelError
+from layerlab.l2.channels.signing import recover_digest_signer
+from layerlab.l2.channels.types import ChannelId, ChannelState, Domain, Hashlock, Lock, SignedState
+from layerlab.primitives.types import Address, BlockNumber, Hash32, Nonce, Wei
+
+Role: TypeAlias = Literal["a", "b"]
+Preimage = NewType("Preimage", bytes)
+"""32 bytes whose sha256 is a lock's hashlock (BOLT 2 ``payment_preimage``)."""
+
+MAX_UINT64 = 2**64 - 1
+MAX_UINT256 = 2**256 - 1
+MAX_REASON_LENGTH = 300
+"""Characters of a refusal's reason carried in a :class:`Reject`."""
+_REJECT_TAG = b"\x19layerlab-channels:reject"
+_NONCE_ZERO = Nonce(0)
+DEFAULT_SETTLE_TIMEOUT = BlockNumber(20)
+DEFAULT_MIN_LOCK_DELTA = BlockNumber(8)
+"""A new lock must expire more than this many blocks ahead (BOLT 2 ``cltv_expiry_delta``)."""
+DEFAULT_MAX_LOCK_DELTA = BlockNumber(2016)
+"""...and at most this many (lnd's default ``max_cltv_expiry``)."""
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class InvalidChannelUpdate(ChannelError):
+    """A channel command or message was refused; the channel is unchanged.
+
+    ``check`` is a short machine-readable tag of the failed check (``nonce-stale``,
+    ``signature``, ``preimage``...) so callers can branch without parsing the message.
+    """
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
+class MalformedMessage(InvalidChannelUpdate):
+    """A message could not be decoded (bad JSON, missing field, wrong type or length)."""
+
+
+class WrongChannel(InvalidChannelUpdate):
+    """A message names another channel."""
+
+
+class StaleMessage(InvalidChannelUpdate):
+    """A replayed or outdated message: nonce not above the latest or a retired one, or an
+    ack/reject for a proposal that is not pending."""
+
+
+class ConcurrentProposal(InvalidChannelUpdate):
+    """The peer proposed while our own proposal is in flight; both are abandoned, retry."""
+
+
+class ProposalInFlight(InvalidChannelUpdate):
+    """A local command while our previous proposal still awaits the peer's answer."""
+
+
+class InvalidSignature(InvalidChannelUpdate):
+    """A signature is malformed or not the peer's (forged)."""
+
+
+class InvalidUpdate(InvalidChannelUpdate):
+    """An update breaks its kind's rules (amount, balance, expiry, preimage, lock owner...),
+    or the proposed state is not what the update makes of the latest state."""
+
+
+class ConservationError(InvalidChannelUpdate):
+    """A state creates or destroys value, or holds a negative amount."""
+
+
+# --------------------------------------------------------------------------- updates
+
+
+@dataclass(frozen=True, slots=True)
+class Pay:
+    """A direct transfer of ``amount`` from the proposer to the peer."""
+
+    amount: Wei
+
+
+@dataclass(frozen=True, slots=True)
+class AddLock:
+    """Offer an HTLC from the proposer to the peer (BOLT 2 ``update_add_htlc``)."""
+
+    amount: Wei
+    hashlock: Hashlock
+    expiry: BlockNumber
+
+
+@dataclass(frozen=True, slots=True)
+class SettleLock:
+    """The lock's receiver claims it with the preimage (BOLT 2 ``update_fulfill_htlc``)."""
+
+    hashlock: Hashlock
+    preimage: Preimage
+
+
+@dataclass(frozen=True, slots=True)
+class FailLock:
+    """Return a lock to its payer (BOLT 2 ``update_fail_htlc``): by the receiver at any
+    time, by the payer once the lock has expired."""
+
+    hashlock: Hashlock
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    """New deposit totals after an L1 top-up; each increase is credited to its depositor."""
+
+    deposit_a: Wei
+    deposit_b: Wei
+
+
+Update: TypeAlias = Pay | AddLock | SettleLock | FailLock | Deposit
+"""A local command: the change the proposer wants in the next state."""
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """The proposer's signed next state and the update that produced it."""
+
+    state: ChannelState
+    update: Update
+    signature: bytes
+
+    @property
+    def channel_id(self) -> ChannelId:
+        return self.state.channel_id
+
+    @property
+    def nonce(self) -> Nonce:
+        return Nonce(self.state.nonce)
+
+    def to_json(self) -> str:
+        return _dumps({"type": "proposal", "state": _state_to_obj(self.state),
+                       "update": _update_to_obj(self.update), "signature": _hex(self.signature)})
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Proposal:
+        return _expect(decode_message(data), cls)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The counterparty's signature of the proposed state with this nonce."""
+
+    channel_id: ChannelId
+    nonce: Nonce
+    signature: bytes
+
+    def to_json(self) -> str:
+        return _dumps({"type": "ack", "channel_id": _hex(self.channel_id), "nonce": self.nonce,
+                       "signature": _hex(self.signature)})
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Ack:
+        return _expect(decode_message(data), cls)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A refusal of one proposal, signed by the refuser (see :func:`compute_reject_digest`).
+
+    ``proposal_hash`` (:func:`compute_proposal_hash`) binds it to the refused proposal, so a
+    forged or replayed proposal's refusal cannot cancel a genuine one in flight.
+    """
+
+    channel_id: ChannelId
+    nonce: Nonce
+    proposal_hash: Hash32
+    reason: str
+    signature: bytes
+
+    def to_json(self) -> str:
+        return _dumps({"type": "reject", "channel_id": _hex(self.channel_id), "nonce": self.nonce,
+                       "proposal_hash": _hex(self.proposal_hash), "reason": self.reason,
+                       "signature": _hex(self.signature)})
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Reject:
+        return _expect(decode_message(data), cls)
+
+
+Message: TypeAlias = Proposal | Ack | Reject
+_M = TypeVar("_M", Proposal, Ack, Reject)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCommitted:
+    """A state is fully signed and is now the channel's latest (channel finality)."""
+
+    channel_id: ChannelId
+    nonce: Nonce
+    update: Update
+    proposer: Role
+    state: SignedState
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalAbandoned:
+    """The peer refused our proposal; its nonce is retired and the caller may retry.
+
+    The peer still holds our signature of the abandoned state until a state with a higher
+    nonce is committed: a forwarding node must not fail an upstream HTLC because an
+    ``AddLock`` was abandoned before :func:`is_revoked` says that nonce is revoked.
+    """
+
+    channel_id: ChannelId
+    nonce: Nonce
+    update: Update
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreimageLearned:
+    """A lock was settled with this preimage (a forwarding node now settles upstream)."""
+
+    hashlock: Hashlock
+    preimage: Preimage
+
+
+Event: TypeAlias = UpdateCommitted | ProposalAbandoned | PreimageLearned
+
+
+# --------------------------------------------------------------------------- channel
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """Channel parameters both parties agree on when opening.
+
+    ``min_lock_delta``/``max_lock_delta`` bound a new lock's expiry relative to the current
+    block (BOLT 2 refuses an ``update_add_htlc`` whose ``cltv_expiry`` is too soon or too
+    far). ``max_locks`` bounds pending locks (BOLT 2 ``max_accepted_htlcs``; here also the
+    L1 gas of settling them). ``max_nonce_gap`` bounds how far a proposal's nonce may jump.
+    """
+
+    settle_timeout: BlockNumber = DEFAULT_SETTLE_TIMEOUT
+    min_lock_delta: BlockNumber = DEFAULT_MIN_LOCK_DELTA
+    max_lock_delta: BlockNumber = DEFAULT_MAX_LOCK_DELTA
+    max_locks: int = 32
+    max_nonce_gap: int = 1024
+
+
+def _empty_preimages() -> Mapping[Hashlock, Preimage]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One party's view of a channel.
+
+    ``latest`` is the highest fully signed state (nonce 0 is the opening state the contract
+    implies from the deposits; it carries no signatures). ``pending`` is our own proposal
+    awaiting the peer's ack. ``retired_nonce`` is the highest nonce that must never be
+    signed again (see the module doc). ``l1_deposit_a``/``l1_deposit_b`` are the deposits
+    we have seen on L1, an upper bound for a ``Deposit`` update. ``preimages`` are the
+    preimages we know (our invoices', and every settled lock's).
+    """
+
+    role: Role
+    address: Address
+    peer: Address
+    domain: Domain
+    latest: SignedState
+    l1_deposit_a: Wei
+    l1_deposit_b: Wei
+    private_key: bytes = field(repr=False)
+    config: ChannelConfig = ChannelConfig()
+    pending: Proposal | None = None
+    retired_nonce: Nonce = _NONCE_ZERO
+    preimages: Mapping[Hashlock, Preimage] = field(default_factory=_empty_preimages)
+
+    @property
+    def channel_id(self) -> ChannelId:
+        return self.latest.state.channel_id
+
+    @property
+    def peer_role(self) -> Role:
+        return "b" if self.role == "a" else "a"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The result of a transition: the new channel, messages to send, events to act on."""
+
+    channel: Channel
+    messages: tuple[Message, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LockClaim:
+    """A lock we received whose preimage we know: claimable (off-chain or on L1)."""
+
+    lock: Lock
+    preimage: Preimage
+
+
+def compute_address(private_key: bytes) -> Address:
+    """The Ethereum address of a secp256k1 private key."""
+    public = coincurve.PrivateKey(private_key).public_key.format(compressed=False)[1:]
+    return Address(bytes(keccak(public)[12:]))
+
+
+def compute_hashlock(preimage: bytes) -> Hashlock:
+    """``sha256(preimage)``, the payment hash of BOLT 2/11."""
+    return Hashlock(hashlib.sha256(preimage).digest())
+
+
+def create_channel(*, role: Role, private_key: bytes, peer: Address, domain: Domain,
+                   channel_id: ChannelId, deposit_a: Wei, deposit_b: Wei,
+                   config: ChannelConfig | None = None) -> Channel:
+    """A freshly opened channel: nonce 0, each party's balance is its deposit."""
+    state = ChannelState(channel_id=channel_id, nonce=0, deposit_a=deposit_a, deposit_b=deposit_b,
+                         balance_a=deposit_a, balance_b=deposit_b)
+    channel = Channel(role=role, address=compute_address(private_key), peer=peer, domain=domain,
+                      latest=SignedState(state, b"", b""), l1_deposit_a=deposit_a,
+                      l1_deposit_b=deposit_b, private_key=private_key,
+                      config=config if config is not None else ChannelConfig())
+    validate_channel(channel)
+    return channel
+
+
+def validate_channel(channel: Channel) -> None:
+    """Check a channel built or restored by a caller: roles, key, ids, the latest state's
+    conservation and (above nonce 0) both signatures, the pending proposal's shape."""
+    if channel.role not in ("a", "b"):
+        raise InvalidUpdate("role", f"role must be 'a' or 'b', got {channel.role!r}")
+    if len(channel.channel_id) != 32:
+        raise InvalidUpdate("channel-id", f"channel id must be 32 bytes, got {len(channel.channel_id)}")
+    if len(channel.peer) != 20:
+        raise InvalidUpdate("peer", f"peer address must be 20 bytes, got {len(channel.peer)}")
+    if compute_address(channel.private_key) != channel.address:
+        raise InvalidUpdate("key", f"private key is not that of address 0x{channel.address.hex()}")
+    if channel.peer == channel.address:
+        raise InvalidUpdate("peer", "peer and own address are the same")
+    config = channel.config
+    if not 0 < config.min_lock_delta < config.max_lock_delta or config.max_locks < 1 \
+            or config.max_nonce_gap < 1:
+        raise InvalidUpdate("config", f"inconsistent channel config {config}")
+    latest = channel.latest
+    validate_conservation(latest.state)
+    if latest.state.nonce > 0:
+        digest = channel.domain.digest(latest.state)
+        for role, sig in (("a", latest.sig_a), ("b", latest.sig_b)):
+            signer = channel.address if role == channel.role else channel.peer
+            if not _is_signed_by_digest(digest, sig, signer):
+                raise InvalidSignature("signature", f"latest state nonce {latest.state.nonce} lacks a valid "
+                                       f"signature of party {role} 0x{signer.hex()}")
+    if latest.state.deposit_a > channel.l1_deposit_a or latest.state.deposit_b > channel.l1_deposit_b:
+        raise InvalidUpdate("deposit-unseen", "latest state accounts for deposits "
+                            f"({latest.state.deposit_a}, {latest.state.deposit_b}) above those seen on L1 "
+                            f"({channel.l1_deposit_a}, {channel.l1_deposit_b})")
+    pending = channel.pending
+    if pending is not None:
+        if pending.channel_id != channel.channel_id or pending.nonce <= latest.state.nonce:
+            raise InvalidUpdate("pending", f"pending proposal nonce {pending.nonce} does not follow "
+                                f"latest nonce {latest.state.nonce} of this channel")
+        validate_conservation(pending.state)
+
+
+# --------------------------------------------------------------------------- accessors
+
+
+def get_balance(state: ChannelState, role: Role) -> Wei:
+    return Wei(state.balance_a if role == "a" else state.balance_b)
+
+
+def get_my_balance(channel: Channel) -> Wei:
+    """Our spendable balance in the latest state (locked amounts excluded)."""
+    return get_balance(channel.latest.state, channel.role)
+
+
+def get_peer_balance(channel: Channel) -> Wei:
+    return get_balance(channel.latest.state, channel.peer_role)
+
+
+def get_next_nonce(channel: Channel) -> Nonce:
+    """The nonce of our next proposal: above the latest, any retired and any pending one."""
+    pending = channel.pending.nonce if channel.pending is not None else 0
+    return Nonce(max(channel.latest.state.nonce, channel.retired_nonce, pending) + 1)
+
+
+def get_lock(state: ChannelState, hashlock: Hashlock) -> Lock | None:
+    for lock in state.locks:
+        if lock.hashlock == hashlock:
+            return lock
+    return None
+
+
+def get_lock_payer(lock: Lock) -> Role:
+    return "a" if lock.from_a else "b"
+
+
+def get_lock_receiver(lock: Lock) -> Role:
+    return "b" if lock.from_a else "a"
+
+
+def get_offered_locks(channel: Channel) -> tuple[Lock, ...]:
+    """Locks we pay (outgoing HTLCs) in the latest state."""
+    return tuple(lock for lock in channel.latest.state.locks if get_lock_payer(lock) == channel.role)
+
+
+def get_received_locks(channel: Channel) -> tuple[Lock, ...]:
+    """Locks paying us (incoming HTLCs) in the latest state."""
+    return tuple(lock for lock in channel.latest.state.locks if get_lock_receiver(lock) == channel.role)
+
+
+def get_preimage(channel: Channel, hashlock: Hashlock) -> Preimage | None:
+    return channel.preimages.get(hashlock)
+
+
+def is_lock_expired(lock: Lock, current_block: BlockNumber) -> bool:
+    """A lock expires once the chain is past its expiry block: from then on only a refund
+    is possible; up to and including block ``expiry`` it can be settled."""
+    return current_block > lock.expiry
+
+
+def get_refundable_locks(channel: Channel, current_block: BlockNumber) -> tuple[Lock, ...]:
+    """Our offered locks that have expired: propose ``FailLock`` (or refund on L1)."""
+    return tuple(lock for lock in get_offered_locks(channel) if is_lock_expired(lock, current_block))
+
+
+def get_claimable_locks(channel: Channel, current_block: BlockNumber) -> tuple[LockClaim, ...]:
+    """Locks paying us, not expired, whose preimage we know: propose ``SettleLock``."""
+    claims = []
+    for lock in get_received_locks(channel):
+        preimage = channel.preimages.get(lock.hashlock)
+        if preimage is not None and not is_lock_expired(lock, current_block):
+            claims.append(LockClaim(lock, preimage))
+    return tuple(claims)
+
+
+def is_revoked(channel: Channel, nonce: Nonce) -> bool:
+    """True when a state with this nonce is superseded by our latest fully signed state:
+    on L1 it loses to :func:`compute_close_state` (and closing on it is punished)."""
+    return nonce < channel.latest.state.nonce
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def validate_conservation(state: ChannelState) -> None:
+    """Raise unless ``balance_a + balance_b + locked == deposit_a + deposit_b``, nothing is
+    negative and every lock is positive."""
+    if not state.is_conserving():
+        raise ConservationError(
+            "conservation",
+            f"state nonce {state.nonce} breaks conservation: balance_a {state.balance_a} + balance_b "
+            f"{state.balance_b} + locked {state.locked} != deposit_a {state.deposit_a} + deposit_b "
+            f"{state.deposit_b} (or an amount is not positive)")
+
+
+def validate_channel_id(channel: Channel, channel_id: bytes) -> None:
+    if channel_id != channel.channel_id:
+        raise WrongChannel("channel-id", f"message for channel 0x{channel_id.hex()}, "
+                           f"this is channel 0x{channel.channel_id.hex()}")
+
+
+def validate_proposal_nonce(channel: Channel, nonce: int) -> None:
+    """A proposal's nonce must exceed our latest and every retired nonce (so replays and
+    stale proposals are refused) and may skip at most ``max_nonce_gap`` values."""
+    floor = max(channel.latest.state.nonce, channel.retired_nonce)
+    if nonce <= floor:
+        raise StaleMessage("nonce-stale", f"proposal nonce {nonce} is not above latest nonce "
+                           f"{channel.latest.state.nonce} and retired nonce {channel.retired_nonce}")
+    if nonce > floor + channel.config.max_nonce_gap or nonce > MAX_UINT64:
+        raise InvalidUpdate("nonce-gap", f"proposal nonce {nonce} jumps more than "
+                            f"{channel.config.max_nonce_gap} above {floor}")
+
+
+def validate_amount(what: str, amount: int) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_UINT256:
+        raise InvalidUpdate("amount", f"{what} amount must be a positive uint256, got {amount!r}")
+
+
+def _validate_hashlock(hashlock: bytes) -> None:
+    if not isinstance(hashlock, bytes) or len(hashlock) != 32:
+        raise InvalidUpdate("hashlock", f"hashlock must be 32 bytes, got {hashlock!r}")
+
+
+def _validate_balance(state: ChannelState, payer: Role, amount: int, what: str) -> None:
+    balance = get_balance(state, payer)
+    if amount > balance:
+        raise InvalidUpdate("balance", f"{what} amount {amount} exceeds party {payer}'s balance {balance}")
+
+
+def _find_lock(state: ChannelState, hashlock: Hashlock) -> Lock:
+    _validate_hashlock(hashlock)
+    lock = get_lock(state, hashlock)
+    if lock is None:
+        raise InvalidUpdate("unknown-lock", f"no pending lock with hashlock 0x{hashlock.hex()} "
+                            f"in state nonce {state.nonce}")
+    return lock
+
+
+def _credit(state: ChannelState, role: Role, amount: int, **changes: Any) -> ChannelState:
+    if role == "a":
+        return replace(state, balance_a=state.balance_a + amount, **changes)
+    return replace(state, balance_b=state.balance_b + amount, **changes)
+
+
+def _without(locks: tuple[Lock, ...], hashlock: Hashlock) -> tuple[Lock, ...]:
+    return tuple(lock for lock in locks if lock.hashlock != hashlock)
+
+
+def validate_pay(state: ChannelState, update: Pay, proposer: Role) -> None:
+    validate_amount("pay", update.amount)
+    _validate_balance(state, proposer, update.amount, "pay")
+
+
+def validate_add_lock(channel: Channel, state: ChannelState, update: AddLock, proposer: Role,
+                      current_block: BlockNumber) -> None:
+    validate_amount("lock", update.amount)
+    _validate_hashlock(update.hashlock)
+    _validate_balance(state, proposer, update.amount, "lock")
+    config = channel.config
+    expiry = update.expiry
+    if isinstance(expiry, bool) or not isinstance(expiry, int) or not 0 <= expiry <= MAX_UINT64:
+        raise InvalidUpdate("expiry", f"lock expiry must be a uint64 block number, got {expiry!r}")
+    if expiry <= current_block + config.min_lock_delta:
+        raise InvalidUpdate("expiry-too-soon", f"lock expiry {expiry} must be above current block "
+                            f"{current_block} + min lock delta {config.min_lock_delta}")
+    if expiry > current_block + config.max_lock_delta:
+        raise InvalidUpdate("expiry-too-far", f"lock expiry {expiry} exceeds current block "
+                            f"{current_block} + max lock delta {config.max_lock_delta}")
+    if get_lock(state, update.hashlock) is not None:
+        raise InvalidUpdate("duplicate-hashlock", f"a lock with hashlock 0x{update.hashlock.hex()} "
+                            "is already pending")
+    if len(state.locks) >= config.max_locks:
+        raise InvalidUpdate("too-many-locks", f"{len(state.locks)} locks pending, at most "
+                            f"{config.max_locks} allowed")
+
+
+def validate_settle_lock(state: ChannelState, update: SettleLock, proposer: Role,
+                         current_block: BlockNumber) -> Lock:
+    lock = _find_lock(state, update.hashlock)
+    receiver = get_lock_receiver(lock)
+    if proposer != receiver:
+        raise InvalidUpdate("not-lock-receiver", f"lock 0x{lock.hashlock.hex()} pays party {receiver}; "
+                            f"party {proposer} cannot settle it")
+    preimage = update.preimage
+    if not isinstance(preimage, bytes) or len(preimage) != 32:
+        raise InvalidUpdate("preimage", f"preimage must be 32 bytes, got {preimage!r}")
+    if compute_hashlock(preimage) != lock.hashlock:
+        raise InvalidUpdate("preimage", f"sha256 of preimage 0x{preimage.hex()} is "
+                            f"0x{compute_hashlock(preimage).hex()}, not hashlock 0x{lock.hashlock.hex()}")
+    if is_lock_expired(lock, current_block):
+        raise InvalidUpdate("lock-expired", f"lock 0x{lock.hashlock.hex()} expired at block "
+                            f"{lock.expiry}, current block {current_block}")
+    return lock
+
+
+def validate_fail_lock(state: ChannelState, update: FailLock, proposer: Role,
+                       current_block: BlockNumber) -> Lock:
+    lock = _find_lock(state, update.hashlock)
+    if proposer == get_lock_payer(lock) and not is_lock_expired(lock, current_block):
+        raise InvalidUpdate("lock-not-expired", f"payer {proposer} may fail lock "
+                            f"0x{lock.hashlock.hex()} only after its expiry {lock.expiry}, "
+                            f"current block {current_block}")
+    return lock
+
+
+def validate_deposit(channel: Channel, state: ChannelState, update: Deposit) -> None:
+    new = (update.deposit_a, update.deposit_b)
+    for value in new:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT256:
+            raise InvalidUpdate("amount", f"deposit must be a uint256, got {value!r}")
+    if update.deposit_a < state.deposit_a or update.deposit_b < state.deposit_b:
+        raise InvalidUpdate("deposit-decrease", f"deposits ({update.deposit_a}, {update.deposit_b}) "
+                            f"below current ({state.deposit_a}, {state.deposit_b})")
+    if new == (state.deposit_a, state.deposit_b):
+        raise InvalidUpdate("deposit-unchanged", f"deposits ({state.deposit_a}, {state.deposit_b}) "
+                            "unchanged")
+    if update.deposit_a > channel.l1_deposit_a or update.deposit_b > channel.l1_deposit_b:
+        raise InvalidUpdate("deposit-unseen", f"deposits ({update.deposit_a}, {update.deposit_b}) "
+                            f"exceed those seen on L1 ({channel.l1_deposit_a}, {channel.l1_deposit_b})")
+
+
+def compute_next_state(channel: Channel, update: Update, proposer: Role, nonce: Nonce,
+                       current_block: BlockNumber) -> ChannelState:
+    """The state ``update`` by ``proposer`` makes of ``channel``'s latest state, at
+    ``nonce``; raises :class:`InvalidUpdate` when the update breaks its kind's rules.
+
+    Each kind moves value in one direction only: ``Pay`` and ``AddLock`` from the proposer,
+    ``SettleLock`` from a lock to its receiver, ``FailLock`` from a lock to its payer,
+    ``Deposit`` from L1 to the depositor."""
+    state = channel.latest.state
+    if isinstance(update, Pay):
+        validate_pay(state, update, proposer)
+        return _credit(_credit(state, proposer, -update.amount), "b" if proposer == "a" else "a",
+                       update.amount, nonce=nonce)
+    if isinstance(update, AddLock):
+        validate_add_lock(channel, state, update, proposer, current_block)
+        lock = Lock(amount=update.amount, expiry=update.expiry, hashlock=update.hashlock,
+                    from_a=proposer == "a")
+        return _credit(state, proposer, -update.amount, nonce=nonce, locks=(*state.locks, lock))
+    if isinstance(update, SettleLock):
+        lock = validate_settle_lock(state, update, proposer, current_block)
+        return _credit(state, get_lock_receiver(lock), lock.amount, nonce=nonce,
+                       locks=_without(state.locks, lock.hashlock))
+    if isinstance(update, FailLock):
+        lock = validate_fail_lock(state, update, proposer, current_block)
+        return _credit(state, get_lock_payer(lock), lock.amount, nonce=nonce,
+                       locks=_without(state.locks, lock.hashlock))
+    if isinstance(update, Deposit):
+        validate_deposit(channel, state, update)
+        return replace(state, nonce=nonce, deposit_a=update.deposit_a, deposit_b=update.deposit_b,
+                       balance_a=state.balance_a + update.deposit_a - state.deposit_a,
+                       balance_b=state.balance_b + update.deposit_b - state.deposit_b)
+    raise InvalidUpdate("update-kind", f"unknown update {update!r}")
+
+
+def validate_proposed_state(expected: ChannelState, proposed: ChannelState) -> None:
+    """The proposed state must be exactly the one the update makes of our latest state:
+    this is what limits the balance movement to the update's kind."""
+    if proposed == expected:
+        return
+    diffs = [f"{f.name} expected {getattr(expected, f.name)!r} got {getattr(proposed, f.name)!r}"
+             for f in fields(ChannelState) if getattr(expected, f.name) != getattr(proposed, f.name)]
+    raise InvalidUpdate("state-mismatch", f"proposed state nonce {proposed.nonce} is not what its "
+                        f"update makes of the latest state: {'; '.join(diffs)}")
+
+
+@lru_cache(maxsize=64)
+def _signer(private_key: bytes) -> coincurve.PrivateKey:
+    return coincurve.PrivateKey(private_key)
+
+
+def sign_digest(digest: bytes, private_key: bytes) -> bytes:
+    """:func:`signing.sign_digest` with the parsed key cached: building a
+    ``coincurve.PrivateKey`` costs as much as the signature itself (~40 us)."""
+    raw = bytes(_signer(private_key).sign_recoverable(digest, hasher=None))
+    return raw[:64] + bytes([raw[64] + 27])
+
+
+def _is_signed_by_digest(digest: bytes, signature: bytes, address: bytes) -> bool:
+    """:func:`signing.is_signed_by` for an already computed EIP-712 digest."""
+    try:
+        return recover_digest_signer(digest, signature) == address
+    except BadSignature:
+        return False
+
+
+def _signed(channel: Channel, state: ChannelState, mine: bytes, theirs: bytes) -> SignedState:
+    if channel.role == "a":
+        return SignedState(state, mine, theirs)
+    return SignedState(state, theirs, mine)
+
+
+def _committed(channel: Channel, latest: SignedState, update: Update, proposer: Role,
+               pending: Proposal | None) -> Transition:
+    validate_conservation(latest.state)
+    events: tuple[Event, ...] = (UpdateCommitted(channel.channel_id, Nonce(latest.state.nonce), update,
+                                                 proposer, latest),)
+    preimages = channel.preimages
+    if isinstance(update, SettleLock):
+        preimages = MappingProxyType({**preimages, update.hashlock: update.preimage})
+        events += (PreimageLearned(update.hashlock, update.preimage),)
+    return Transition(replace(channel, latest=latest, pending=pending, preimages=preimages), (), events)
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+def apply_command(channel: Channel, command: Update, current_block: BlockNumber) -> Transition:
+    """Propose ``command`` as the next state: sign it, keep it pending, send a
+    :class:`Proposal`. Refused (unchanged channel) if a proposal is already in flight or the
+    update breaks its rules from our side too."""
+    if channel.pending is not None:
+        raise ProposalInFlight("in-flight", f"proposal nonce {channel.pending.nonce} still awaits "
+                               "the peer's answer; one proposal at a time")
+    nonce = get_next_nonce(channel)
+    if nonce > MAX_UINT64:
+        raise InvalidUpdate("nonce-overflow", f"next nonce {nonce} exceeds uint64")
+    state = compute_next_state(channel, command, channel.role, nonce, current_block)
+    validate_conservation(state)
+    signature = sign_digest(channel.domain.digest(state), channel.private_key)
+    proposal = Proposal(state, command, signature)
+    return Transition(replace(channel, pending=proposal), (proposal,), ())
+
+
+def apply_proposal(channel: Channel, proposal: Proposal, current_block: BlockNumber) -> Transition:
+    """Check the peer's proposal against our latest state; countersign and ack it.
+
+    Checks, cheapest first: channel id, no proposal of ours in flight, nonce above the
+    latest and retired nonces, conservation, the update's rules with the peer as proposer,
+    the state equals what the update makes of our latest, the peer's signature."""
+    validate_channel_id(channel, proposal.channel_id)
+    if channel.pending is not None:
+        raise ConcurrentProposal("concurrent-proposal", f"peer proposed nonce {proposal.nonce} while "
+                                 f"our proposal nonce {channel.pending.nonce} is in flight; both are "
+                                 "abandoned, retry")
+    validate_proposal_nonce(channel, proposal.nonce)
+    validate_conservation(proposal.state)
+    expected = compute_next_state(channel, proposal.update, channel.peer_role, proposal.nonce,
+                                  current_block)
+    validate_proposed_state(expected, proposal.state)
+    digest = channel.domain.digest(proposal.state)
+    if not _is_signed_by_digest(digest, proposal.signature, channel.peer):
+        raise InvalidSignature("signature", f"proposal nonce {proposal.nonce} is not signed by peer "
+                               f"0x{channel.peer.hex()}")
+    signature = sign_digest(digest, channel.private_key)
+    latest = _signed(channel, proposal.state, signature, proposal.signature)
+    done = _committed(channel, latest, proposal.update, channel.peer_role, None)
+    return replace(done, messages=(Ack(channel.channel_id, proposal.nonce, signature),))
+
+
+def apply_ack(channel: Channel, ack: Ack) -> Transition:
+    """The peer countersigned our pending proposal: it becomes the latest state."""
+    validate_channel_id(channel, ack.channel_id)
+    pending = channel.pending
+    if pending is None:
+        raise StaleMessage("no-pending", f"ack for nonce {ack.nonce} but no proposal is pending "
+                           f"(latest nonce {channel.latest.state.nonce})")
+    if ack.nonce != pending.nonce:
+        raise StaleMessage("ack-nonce", f"ack for nonce {ack.nonce}, pending proposal has nonce "
+                           f"{pending.nonce}")
+    if not _is_signed_by_digest(channel.domain.digest(pending.state), ack.signature, channel.peer):
+        raise InvalidSignature("signature", f"ack for nonce {ack.nonce} is not signed by peer "
+                               f"0x{channel.peer.hex()}")
+    latest = _signed(channel, pending.state, pending.signature, ack.signature)
+    return _committed(channel, latest, pending.update, channel.role, None)
+
+
+def apply_reject(channel: Channel, reject: Reject) -> Transition:
+    """The peer refused our pending proposal: abandon it and retire its nonce."""
+    validate_channel_id(channel, reject.channel_id)
+    pending = channel.pending
+    if pending is None or reject.nonce != pending.nonce \
+            or reject.proposal_hash != compute_proposal_hash(pending):
+        raise StaleMessage("reject-mismatch", f"reject of nonce {reject.nonce} does not match the "
+                           f"pending proposal ({'none' if pending is None else pending.nonce})")
+    digest = compute_reject_digest(channel.domain, reject.channel_id, reject.nonce,
+                                   reject.proposal_hash, reject.reason)
+    if not _is_signed_by_digest(digest, reject.signature, channel.peer):
+        raise InvalidSignature("signature", f"reject of nonce {reject.nonce} is not signed by peer "
+                               f"0x{channel.peer.hex()}")
+    retired = Nonce(max(channel.retired_nonce, pending.nonce))
+    event = ProposalAbandoned(channel.channel_id, pending.nonce, pending.update, reject.reason)
+    return Transition(replace(channel, pending=None, retired_nonce=retired), (), (event,))
+
+
+def apply_message(channel: Channel, message: Message, current_block: BlockNumber) -> Transition:
+    """Dispatch a received message to :func:`apply_proposal`, :func:`apply_ack` or
+    :func:`apply_reject`."""
+    if isinstance(message, Proposal):
+        return apply_proposal(channel, message, current_block)
+    if isinstance(message, Ack):
+        return apply_ack(channel, message)
+    if isinstance(message, Reject):
+        return apply_reject(channel, message)
+    raise MalformedMessage("message-kind", f"unknown message {message!r}")
+
+
+def apply_refusal(channel: Channel, message: Message, error: ChannelError) -> Transition:
+    """What to do after refusing ``message`` with ``error``: answer a proposal for this
+    channel with a signed :class:`Reject` so its proposer can abandon it and retry.
+
+    If the proposal is correctly signed by the peer and its nonce is new, we retire that
+    nonce: we will never countersign it later (say, once a block makes a refused lock
+    expiry valid), which would leave the peer with a state we signed but it abandoned.
+    Refused acks and rejects get no answer (no ping-pong)."""
+    if not isinstance(message, Proposal) or message.channel_id != channel.channel_id:
+        return Transition(channel)
+    nonce = message.nonce
+    floor = max(channel.latest.state.nonce, channel.retired_nonce)
+    retired = channel.retired_nonce
+    if floor < nonce <= floor + channel.config.max_nonce_gap and message.state.is_conserving():
+        try:
+            digest = channel.domain.digest(message.state)
+        except EncodingError:  # out-of-range fields: cannot have been signed as a valid state
+            digest = None
+        if digest is not None and _is_signed_by_digest(digest, message.signature, channel.peer):
+            retired = nonce
+    check = error.check if isinstance(error, InvalidChannelUpdate) else "refused"
+    reject = compute_reject(channel, message, f"{check}: {error}")
+    return Transition(replace(channel, retired_nonce=retired), (reject,), ())
+
+
+def apply_preimage(channel: Channel, preimage: Preimage) -> Channel:
+    """Remember a preimage (ours, from an invoice) so locks paying it can be settled."""
+    if len(preimage) != 32:
+        raise InvalidUpdate("preimage", f"preimage must be 32 bytes, got {len(preimage)}")
+    return replace(channel, preimages=MappingProxyType({**channel.preimages,
+                                                        compute_hashlock(preimage): preimage}))
+
+
+def apply_observed_deposits(channel: Channel, deposit_a: Wei, deposit_b: Wei) -> Channel:
+    """Record the channel's deposits as seen on L1 (they only grow); a ``Deposit`` update
+    may then bring the signed state up to them."""
+    if deposit_a < channel.l1_deposit_a or deposit_b < channel.l1_deposit_b:
+        raise InvalidUpdate("deposit-decrease", f"L1 deposits ({deposit_a}, {deposit_b}) below those "
+                            f"already seen ({channel.l1_deposit_a}, {channel.l1_deposit_b})")
+    return replace(channel, l1_deposit_a=deposit_a, l1_deposit_b=deposit_b)
+
+
+def compute_proposal_hash(proposal: Proposal) -> Hash32:
+    """Identifies one proposal: ``keccak256(signature)`` (the signature commits to the state)."""
+    return Hash32(bytes(keccak(proposal.signature)))
+
+
+def compute_reject_digest(domain: Domain, channel_id: ChannelId, nonce: Nonce, proposal_hash: Hash32,
+                          reason: str) -> bytes:
+    """What a :class:`Reject` signs. The ``0x19`` prefix keeps it apart from EIP-712
+    (``0x19 0x01``) digests, so it can never pass for a signed channel state."""
+    return bytes(keccak(_REJECT_TAG + domain.separator() + channel_id + nonce.to_bytes(8, "big")
+                        + proposal_hash + keccak(reason.encode())))
+
+
+def compute_reject(channel: Channel, proposal: Proposal, reason: str) -> Reject:
+    reason = reason[:MAX_REASON_LENGTH]
+    proposal_hash = compute_proposal_hash(proposal)
+    nonce = Nonce(min(proposal.nonce, MAX_UINT64))
+    digest = compute_reject_digest(channel.domain, channel.channel_id, nonce, proposal_hash, reason)
+    return Reject(channel.channel_id, nonce, proposal_hash, reason,
+                  sign_digest(digest, channel.private_key))
+
+
+def compute_close_state(channel: Channel) -> SignedState:
+    """The state to put on L1: our latest fully signed one, for a unilateral close or to
+    contest a close on a revoked (lower nonce) state. Nonce 0 carries no signatures: the
+    contract's opening state (deposits as balances) applies."""
+    return channel.latest
+
+
+def compute_cooperative_close_state(channel: Channel) -> SignedState:
+    """The latest state when it can close cooperatively: nothing pending, no lock open."""
+    if channel.pending is not None:
+        raise InvalidUpdate("in-flight", f"proposal nonce {channel.pending.nonce} is in flight")
+    if channel.latest.state.locks:
+        raise InvalidUpdate("locks-pending", f"{len(channel.latest.state.locks)} locks are pending; "
+                            "settle or fail them before a cooperative close")
+    return channel.latest
+
+
+# --------------------------------------------------------------------------- JSON codec
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _field(obj: Mapping[str, Any], key: str) -> Any:
+    if key not in obj:
+        raise MalformedMessage("malformed", f"missing field {key!r}")
+    return obj[key]
+
+
+def _bytes(obj: Mapping[str, Any], key: str, length: int | None) -> bytes:
+    value = _field(obj, key)
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise MalformedMessage("malformed", f"field {key!r} must be a 0x-hex string, got {value!r}")
+    try:
+        raw = bytes.fromhex(value[2:])
+    except ValueError as exc:
+        raise MalformedMessage("malformed", f"field {key!r} is not hex: {value!r}") from exc
+    if length is not None and len(raw) != length:
+        raise MalformedMessage("malformed", f"field {key!r} must be {length} bytes, got {len(raw)}")
+    return raw
+
+
+def _uint(obj: Mapping[str, Any], key: str, bits: int) -> int:
+    value = _field(obj, key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
+        raise MalformedMessage("malformed", f"field {key!r} must be a uint{bits}, got {value!r}")
+    return value
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedMessage("malformed", f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _lock_to_obj(lock: Lock) -> dict[str, Any]:
+    return {"amount": lock.amount, "expiry": lock.expiry, "hashlock": _hex(lock.hashlock),
+            "from_a": lock.from_a}
+
+
+def _lock_from_obj(value: Any) -> Lock:
+    obj = _object(value, "lock")
+    from_a = _field(obj, "from_a")
+    if not isinstance(from_a, bool):
+        raise MalformedMessage("malformed", f"lock field 'from_a' must be a boolean, got {from_a!r}")
+    return Lock(amount=_uint(obj, "amount", 256), expiry=_uint(obj, "expiry", 64),
+                hashlock=Hashlock(_bytes(obj, "hashlock", 32)), from_a=from_a)
+
+
+def _state_to_obj(state: ChannelState) -> dict[str, Any]:
+    return {"channel_id": _hex(state.channel_id), "nonce": state.nonce, "deposit_a": state.deposit_a,
+            "deposit_b": state.deposit_b, "balance_a": state.balance_a, "balance_b": state.balance_b,
+            "locks": [_lock_to_obj(lock) for lock in state.locks]}
+
+
+def _state_from_obj(value: Any) -> ChannelState:
+    obj = _object(value, "state")
+    locks = _field(obj, "locks")
+    if not isinstance(locks, list):
+        raise MalformedMessage("malformed", "state field 'locks' must be a list")
+    return ChannelState(channel_id=ChannelId(_bytes(obj, "channel_id", 32)), nonce=_uint(obj, "nonce", 64),
+                        deposit_a=_uint(obj, "deposit_a", 256), deposit_b=_uint(obj, "deposit_b", 256),
+                        balance_a=_uint(obj, "balance_a", 256), balance_b=_uint(obj, "balance_b", 256),
+                        locks=tuple(_lock_from_obj(lock) for lock in locks))
+
+
+def _update_to_obj(update: Update) -> dict[str, Any]:
+    if isinstance(update, Pay):
+        return {"kind": "pay", "amount": update.amount}
+    if isinstance(update, AddLock):
+        return {"kind": "add_lock", "amount": update.amount, "hashlock": _hex(update.hashlock),
+                "expiry": update.expiry}
+    if isinstance(update, SettleLock):
+        return {"kind": "settle_lock", "hashlock": _hex(update.hashlock), "preimage": _hex(update.preimage)}
+    if isinstance(update, FailLock):
+        return {"kind": "fail_lock", "hashlock": _hex(update.hashlock)}
+    return {"kind": "deposit", "deposit_a": update.deposit_a, "deposit_b": update.deposit_b}
+
+
+def _update_from_obj(value: Any) -> Update:
+    obj = _object(value, "update")
+    kind = _field(obj, "kind")
+    if kind == "pay":
+        return Pay(Wei(_uint(obj, "amount", 256)))
+    if kind == "add_lock":
+        return AddLock(Wei(_uint(obj, "amount", 256)), Hashlock(_bytes(obj, "hashlock", 32)),
+                       BlockNumber(_uint(obj, "expiry", 64)))
+    if kind == "settle_lock":
+        return SettleLock(Hashlock(_bytes(obj, "hashlock", 32)), Preimage(_bytes(obj, "preimage", 32)))
+    if kind == "fail_lock":
+        return FailLock(Hashlock(_bytes(obj, "hashlock", 32)))
+    if kind == "deposit":
+        return Deposit(Wei(_uint(obj, "deposit_a", 256)), Wei(_uint(obj, "deposit_b", 256)))
+    raise MalformedMessage("malformed", f"unknown update kind {kind!r}")
+
+
+def decode_message(data: str | bytes) -> Message:
+    """Parse a message from its ``to_json()`` form; raises :class:`MalformedMessage`."""
+    try:
+        obj = _object(json.loads(data), "message")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage("malformed", f"message is not JSON: {exc}") from exc
+    kind = _field(obj, "type")
+    if kind == "proposal":
+        return Proposal(_state_from_obj(_field(obj, "state")), _update_from_obj(_field(obj, "update")),
+                        _bytes(obj, "signature", 65))
+    if kind == "ack":
+        return Ack(ChannelId(_bytes(obj, "channel_id", 32)), Nonce(_uint(obj, "nonce", 64)),
+                   _bytes(obj, "signature", 65))
+    if kind == "reject":
+        reason = _field(obj, "reason")
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+            raise MalformedMessage("malformed", "reject field 'reason' must be a string of at most "
+                                   f"{MAX_REASON_LENGTH} characters")
+        return Reject(ChannelId(_bytes(obj, "channel_id", 32)), Nonce(_uint(obj, "nonce", 64)),
+                      Hash32(_bytes(obj, "proposal_hash", 32)), reason, _bytes(obj, "signature", 65))
+    raise MalformedMessage("malformed", f"unknown message type {kind!r}")
+
+
+def _expect(message: Message, cls: type[_M]) -> _M:
+    if not isinstance(message, cls):
+        raise MalformedMessage("malformed", f"expected a {cls.__name__}, got a {type(message).__name__}")
+    return message
+
+
+def encode_channel(channel: Channel) -> str:
+    """The channel as JSON for a node's disk (everything but the private key)."""
+    latest = channel.latest
+    return _dumps({
+        "role": channel.role, "address": _hex(channel.address), "peer": _hex(channel.peer),
+        "chain_id": channel.domain.chain_id, "verifying_contract": _hex(channel.domain.verifying_contract),
+        "latest": {"state": _state_to_obj(latest.state), "sig_a": _hex(latest.sig_a),
+                   "sig_b": _hex(latest.sig_b)},
+        "l1_deposit_a": channel.l1_deposit_a, "l1_deposit_b": channel.l1_deposit_b,
+        "config": {f.name: getattr(channel.config, f.name) for f in fields(ChannelConfig)},
+        "pending": None if channel.pending is None else json.loads(channel.pending.to_json()),
+        "retired_nonce": channel.retired_nonce,
+        "preimages": sorted(_hex(p) for p in channel.preimages.values()),
+    })
+
+
+def decode_channel(data: str | bytes, private_key: bytes) -> Channel:
+    """Restore a channel saved by :func:`encode_channel` and check it (:func:`validate_channel`)."""
+    try:
+        obj = _object(json.loads(data), "channel")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage("malformed", f"channel is not JSON: {exc}") from exc
+    role = _field(obj, "role")
+    if role not in ("a", "b"):
+        raise MalformedMessage("malformed", f"role must be 'a' or 'b', got {role!r}")
+    latest_obj = _object(_field(obj, "latest"), "latest")
+    sig_len = None
+    latest = SignedState(_state_from_obj(_field(latest_obj, "state")), _bytes(latest_obj, "sig_a", sig_len),
+                         _bytes(latest_obj, "sig_b", sig_len))
+    config_obj = _object(_field(obj, "config"), "config")
+    config = ChannelConfig(
+        settle_timeout=BlockNumber(_uint(config_obj, "settle_timeout", 64)),
+        min_lock_delta=BlockNumber(_uint(config_obj, "min_lock_delta", 64)),
+        max_lock_delta=BlockNumber(_uint(config_obj, "max_lock_delta", 64)),
+        max_locks=_uint(config_obj, "max_locks", 64), max_nonce_gap=_uint(config_obj, "max_nonce_gap", 64))
+    pending_obj = _field(obj, "pending")
+    pending = None if pending_obj is None else _expect(decode_message(json.dumps(pending_obj)), Proposal)
+    preimages_list = _field(obj, "preimages")
+    if not isinstance(preimages_list, list):
+        raise MalformedMessage("malformed", "field 'preimages' must be a list")
+    preimages = [Preimage(_bytes({"p": p}, "p", 32)) for p in preimages_list]
+    channel = Channel(
+        role=role, address=Address(_bytes(obj, "address", 20)), peer=Address(_bytes(obj, "peer", 20)),
+        domain=Domain(_uint(obj, "chain_id", 256), _bytes(obj, "verifying_contract", 20)),
+        latest=latest, l1_deposit_a=Wei(_uint(obj, "l1_deposit_a", 256)),
+        l1_deposit_b=Wei(_uint(obj, "l1_deposit_b", 256)), private_key=private_key, config=config,
+        pending=pending, retired_nonce=Nonce(_uint(obj, "retired_nonce", 64)),
+        preimages=MappingProxyType({compute_hashlock(p): p for p in preimages}))
+    validate_channel(channel)
+    return channel
