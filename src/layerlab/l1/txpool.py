@@ -223,8 +223,10 @@ class TxPool:
                 f"(state {state_nonce}), gap limit {self.nonce_gap_limit}",
             )
         balance = state.get_balance(ptx.sender)
-        # the sender must afford this transaction and every pooled one before it
-        if queued and ptx.nonce > max(queued):
+        # the sender must afford this transaction and every pooled one before it; the cached
+        # total holds only while no pooled nonce is stale (below the state nonce: mined
+        # elsewhere or skipped by anvil_setNonce, and not yet pruned)
+        if queued and ptx.nonce > max(queued) and min(queued) >= state_nonce:
             committed = self._cost.get(ptx.sender, 0)
         else:
             committed = sum(

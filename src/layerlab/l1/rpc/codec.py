@@ -125,7 +125,11 @@ def parse_tx_object(value: Any, name: str = "transaction") -> dict[str, Any]:
         if key in ("from", "to"):
             out[key] = parse_address(raw, f"{name}.{key}")
         elif key in ("data", "input"):
-            out["data"] = parse_data(raw, f"{name}.{key}")
+            data = parse_data(raw, f"{name}.{key}")
+            if out.setdefault("data", data) != data:
+                raise InvalidParams(
+                    f'{name}: both "data" and "input" are set and not equal; use "input"'
+                )
         elif key in ("accessList", "blobVersionedHashes"):
             continue
         else:

@@ -118,9 +118,11 @@ class RpcServer:
                 continue
             next_at += self.node.block_time
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+            if self.node.mining is not MiningMode.INTERVAL or not self.node.block_time:
+                continue  # switched to manual or automine while this tick slept
             try:
                 self.node.mine()
-            except LayerlabError:
+            except Exception:  # one failed block must not end interval mining for good
                 log.exception("interval block failed")
             if loop.time() > next_at + self.node.block_time:
                 next_at = loop.time()  # fell behind: do not burst to catch up

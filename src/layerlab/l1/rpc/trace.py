@@ -12,11 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from eth.abc import ComputationAPI
+from eth_utils.exceptions import ValidationError
 
+from layerlab.errors import LayerlabError
 from layerlab.l1.chain.evm import EvmChain
 from layerlab.l1.rpc.codec import InvalidParams
 
 MAX_STEPS = 200_000
+
+
+class TraceUnavailable(LayerlabError):
+    """The transaction cannot be re-executed from the chain's stored state (-32000)."""
 
 
 def _word(value: int | bytes) -> str:
@@ -93,14 +99,20 @@ def trace_transaction(chain: EvmChain, block_number: int, index: int,
     block = chain.get_block(header)
     vm = chain.chain.get_vm(header.copy(state_root=parent.state_root, gas_used=0))
     state = vm.state
-    for tx in block.transactions[:index]:
-        state.apply_transaction(tx)
     logs: list[dict[str, Any]] = []
     base = state.computation_class
-    state.computation_class = _make_tracing_class(base, logs, opts)
     try:
+        for tx in block.transactions[:index]:
+            state.apply_transaction(tx)
+        state.computation_class = _make_tracing_class(base, logs, opts)
         tx = block.transactions[index]
         computation = state.apply_transaction(tx)
+    except ValidationError as exc:
+        # the block was built on a state the parent's root does not hold (a dev edit such
+        # as anvil_setBalance between the blocks), so it cannot be replayed from the chain
+        raise TraceUnavailable(
+            f"cannot replay block {block_number} from its parent's state: {exc}"
+        ) from exc
     finally:
         state.computation_class = base
     receipts = chain.get_receipts(header)
