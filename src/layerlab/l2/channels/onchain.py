@@ -273,6 +273,10 @@ class ChannelContract:
     def domain_separator(self) -> bytes:
         return bytes(self._call("domainSeparator"))
 
+    def block_number(self) -> int:
+        """The L1 head's number (lock expiries and settle timeouts are in blocks)."""
+        return int(self._w3.eth.block_number)
+
     def get_channel(self, channel_id: ChannelId) -> OnchainChannel:
         """The channel as recorded on L1; raises :class:`ChannelTxError` (UnknownChannel)."""
         info = self._call("getChannel", channel_id)

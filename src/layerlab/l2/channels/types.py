@@ -142,3 +142,60 @@ class SignedState:
     state: ChannelState
     sig_a: bytes
     sig_b: bytes
+
+
+def encode_signed_state(signed: SignedState) -> dict[str, object]:
+    """JSON form of a signed state (hex for bytes), as stored and sent to watchtowers."""
+    s = signed.state
+    return {
+        "state": {
+            "channel_id": "0x" + s.channel_id.hex(), "nonce": s.nonce,
+            "deposit_a": s.deposit_a, "deposit_b": s.deposit_b,
+            "balance_a": s.balance_a, "balance_b": s.balance_b,
+            "locks": [{"amount": lk.amount, "expiry": lk.expiry,
+                       "hashlock": "0x" + lk.hashlock.hex(), "from_a": lk.from_a}
+                      for lk in s.locks],
+        },
+        "sig_a": "0x" + signed.sig_a.hex(),
+        "sig_b": "0x" + signed.sig_b.hex(),
+    }
+
+
+def decode_signed_state(obj: object) -> SignedState:
+    """Inverse of :func:`encode_signed_state`; raises ``ValueError`` on a malformed value."""
+    try:
+        if not isinstance(obj, dict):
+            raise TypeError("not an object")
+        s = obj["state"]
+        state = ChannelState(
+            channel_id=ChannelId(_hex32(s["channel_id"])), nonce=_uint(s["nonce"], 64),
+            deposit_a=_uint(s["deposit_a"]), deposit_b=_uint(s["deposit_b"]),
+            balance_a=_uint(s["balance_a"]), balance_b=_uint(s["balance_b"]),
+            locks=tuple(
+                Lock(_uint(lk["amount"]), _uint(lk["expiry"], 64), Hashlock(_hex32(lk["hashlock"])),
+                     bool(lk["from_a"]))
+                for lk in s["locks"]
+            ),
+        )
+        return SignedState(state, _hexbytes(obj["sig_a"]), _hexbytes(obj["sig_b"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed signed state: {exc}") from exc
+
+
+def _hexbytes(value: object) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise ValueError(f"expected 0x-hex, got {value!r}")
+    return bytes.fromhex(value[2:])
+
+
+def _hex32(value: object) -> bytes:
+    raw = _hexbytes(value)
+    if len(raw) != 32:
+        raise ValueError(f"expected 32 bytes, got {len(raw)}")
+    return raw
+
+
+def _uint(value: object, bits: int = 256) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
+        raise ValueError(f"expected a uint{bits}, got {value!r}")
+    return value
