@@ -341,10 +341,6 @@ def test_trace_of_a_block_built_on_a_dev_edit_is_refused_cleanly(node: NodeProce
         assert isinstance(trace, dict) and trace["gas"] == int(r["gasUsed"], 16)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "node.py: Node.mine() builds the block on meta.state_override (the anvil_set* edits) "
-    "and then forgets that root; nothing records a block's true pre-state, so trace.py "
-    "re-executes it on the parent's state_root, where the edit never happened"))
 def test_trace_of_a_block_built_on_a_dev_edit_replays_it(node: NodeProcess) -> None:
     tx_hash, r = _spend_edited_balance(node.url)
     trace = rpc(node.url, "debug_traceTransaction", [tx_hash])
@@ -357,10 +353,6 @@ def fresh_node() -> Iterator[NodeProcess]:
         yield proc
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "node.py: Node.next_timestamp() returns parent.timestamp + 1 without a bound, so after "
-    "a block at 2**64 - 1 the next block gets timestamp 2**64, outside the header's uint64 "
-    "field (Yellow Paper Hs < 2**64); mining should refuse it (-32000) instead"))
 def test_no_block_timestamp_beyond_uint64(fresh_node: NodeProcess) -> None:
     url = fresh_node.url
     call(url, "evm_setNextBlockTimestamp", hex(2**64 - 1))
@@ -457,10 +449,6 @@ def test_impersonating_a_dev_account_still_works(imp_node: NodeProcess) -> None:
     assert Web3.to_checksum_address(r["from"]) == DEV[8].address
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "chain/evm.py: EvmChain caches the mined block (_recent) with node.py's "
-    "ImpersonatedTransaction wrapper inside; get_block_size() rlp-encodes it and fails "
-    "('Can only serialize sequences'), so eth_getBlockByNumber/Hash answer -32603"))
 def test_block_holding_an_impersonated_transaction_is_served(imp_node: NodeProcess) -> None:
     url = imp_node.url
     whale = Account.create().address

@@ -261,12 +261,7 @@ def params_for(method: str) -> st.SearchStrategy[Any]:
     return st.one_of(typed, typed, typed, typed, typed, st.lists(values, max_size=4), values)
 
 
-# Left out of the random runs while a known bug makes their outcome depend on the draw:
-# a block holding an impersonated transaction cannot be served by eth_getBlockBy* (-32603;
-# tests/integration/test_dev_methods.py::test_block_holding_an_impersonated_transaction_is_served,
-# a strict xfail). The fixed sweep still calls them. Put them back when that test passes.
-KNOWN_BUG_METHODS = {"anvil_impersonateAccount", "hardhat_impersonateAccount"}
-RANDOM_METHODS = [m for m in METHODS if m not in KNOWN_BUG_METHODS]
+RANDOM_METHODS = list(METHODS)
 
 requests = st.sampled_from(RANDOM_METHODS).flatmap(
     lambda m: st.tuples(st.just(m), params_for(m)))

@@ -50,6 +50,9 @@ from layerlab.l1.storage import NODE_PREFIX, ChainDB
 log = logging.getLogger(__name__)
 
 GENESIS_KEY = NODE_PREFIX + b"genesis-hash"
+PRESTATE_PREFIX = NODE_PREFIX + b"prestate:"
+"""Pre-state root of a block built on dev edits (its parent's root does not hold it)."""
+MAX_TIMESTAMP = 2**64 - 1
 RECENT_BLOCKS = 64
 """Blocks kept decoded in memory for RPC reads (the head and its recent ancestors)."""
 EMPTY_BEACON_ROOT = b"\x00" * 32
@@ -298,6 +301,17 @@ class EvmChain:
             return None
         return int(number), int(index)
 
+    def get_pre_state_root(self, header: BlockHeaderAPI) -> bytes:
+        """The state root ``header``'s block was executed on: its parent's, or the dev-edited
+        root recorded when it was built on ``anvil_set*`` edits."""
+        recorded = self.db.get(PRESTATE_PREFIX + header.hash)
+        if recorded is not None:
+            return bytes(recorded)
+        parent = self.get_header_by_hash(header.parent_hash)
+        if parent is None:
+            raise InvalidBlock(f"parent of block {header.block_number} is unknown")
+        return bytes(parent.state_root)
+
     def get_state(self, header: BlockHeaderAPI | None = None) -> StateAPI:
         """The post-state of ``header`` (default: the head), read-only by convention."""
         return self.chain.get_vm(header or self.head).state
@@ -322,6 +336,8 @@ class EvmChain:
             raise InvalidBlock(
                 f"timestamp {timestamp} must exceed parent timestamp {parent.timestamp}"
             )
+        if timestamp > MAX_TIMESTAMP:
+            raise InvalidBlock(f"timestamp {timestamp} exceeds the header's uint64 range")
         header = self.chain.create_header_from_parent(
             parent,
             timestamp=timestamp,
@@ -339,8 +355,13 @@ class EvmChain:
         except ValidationError as exc:
             self.chain.header = self.chain.create_header_from_parent(parent)
             raise InvalidTransaction("invalid-in-block", str(exc)) from exc
-        self._remember(result.imported_block)
-        return MinedBlock(result.imported_block, tuple(receipts), tuple(computations))
+        block = result.imported_block
+        if state_root is not None:
+            self.db[PRESTATE_PREFIX + block.hash] = state_root
+        if all(type(tx).__module__.startswith("eth.") for tx in transactions):
+            # blocks holding wrapped (e.g. impersonated) transactions are re-read from disk
+            self._remember(block)
+        return MinedBlock(block, tuple(receipts), tuple(computations))
 
     def filter_applicable(
         self, transactions: Sequence[SignedTransactionAPI], *, timestamp: int,

@@ -94,10 +94,8 @@ def trace_transaction(chain: EvmChain, block_number: int, index: int,
     header = chain.get_header_by_number(block_number)
     if header is None or block_number == 0:
         raise InvalidParams(f"block {block_number} not found")
-    parent = chain.get_header_by_number(block_number - 1)
-    assert parent is not None
     block = chain.get_block(header)
-    vm = chain.chain.get_vm(header.copy(state_root=parent.state_root, gas_used=0))
+    vm = chain.chain.get_vm(header.copy(state_root=chain.get_pre_state_root(header), gas_used=0))
     state = vm.state
     logs: list[dict[str, Any]] = []
     base = state.computation_class
@@ -108,10 +106,8 @@ def trace_transaction(chain: EvmChain, block_number: int, index: int,
         tx = block.transactions[index]
         computation = state.apply_transaction(tx)
     except ValidationError as exc:
-        # the block was built on a state the parent's root does not hold (a dev edit such
-        # as anvil_setBalance between the blocks), so it cannot be replayed from the chain
         raise TraceUnavailable(
-            f"cannot replay block {block_number} from its parent's state: {exc}"
+            f"cannot replay block {block_number} from its pre-state: {exc}"
         ) from exc
     finally:
         state.computation_class = base
