@@ -126,6 +126,160 @@ def contracts_compile(force: Annotated[bool, typer.Option("--force")] = False) -
     console.print(f"{len(artifacts)} contracts: {', '.join(sorted(artifacts))}")
 
 
+channels_app = typer.Typer(help="A local payment-channel network (Lightning-style) on the L1.")
+app.add_typer(channels_app, name="channels")
+NET_DIR_OPT = typer.Option(help="Network directory (network.json, logs, node data).")
+
+
+@channels_app.command("up")
+def channels_up(
+    nodes: Annotated[int, typer.Option(help="Channel nodes to start.")] = 3,
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+    l1_url: Annotated[str | None, typer.Option(help="Use this L1 instead of starting one.")] = None,
+    tower: Annotated[bool, typer.Option(help="Start a watchtower.")] = True,
+    settle_timeout: Annotated[int, typer.Option(help="Settle timeout in L1 blocks.")] = 20,
+) -> None:
+    """Start an L1 (unless --l1-url), the channel contract, N nodes and a watchtower."""
+    from layerlab.l2.channels.network import up
+
+    desc = up(nodes, net_dir, l1_url, tower, settle_timeout)
+    console.print(f"L1 {desc['l1_url']}, PaymentChannels at {desc['contract']}")
+    for address, entry in sorted(desc["nodes"].items(), key=lambda kv: kv[1]["index"]):
+        console.print(f"  node {entry['index']}: {address} peers :{entry['port']} "
+                      f"control :{entry['control_port']}", highlight=False)
+    if "tower" in desc:
+        console.print(f"  watchtower :{desc['tower']['port']}")
+
+
+@channels_app.command("down")
+def channels_down(net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels")) -> None:
+    """Stop every process of the network."""
+    from layerlab.l2.channels.network import down
+
+    console.print(f"stopped {down(net_dir)} processes")
+
+
+def _net(net_dir: Path) -> dict[str, object]:
+    from layerlab.l2.channels.network import load
+
+    return load(net_dir)
+
+
+@channels_app.command("open")
+def channels_open(
+    from_node: Annotated[int, typer.Option("--from", help="Opening node (index).")],
+    to_node: Annotated[int, typer.Option("--to", help="Peer node (index).")],
+    amount: Annotated[int, typer.Option(help="Deposit in wei.")],
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+) -> None:
+    """Open and fund a channel from one node to another."""
+    from layerlab.l2.channels.network import control, node_entry
+
+    desc = _net(net_dir)
+    peer, _ = node_entry(desc, to_node)  # type: ignore[arg-type]
+    channel_id = control(desc, from_node, "open", {"peer": peer, "amount": amount})  # type: ignore[arg-type]
+    console.print(f"channel {channel_id}")
+
+
+@channels_app.command("invoice")
+def channels_invoice(
+    node_index: Annotated[int, typer.Option("--node", help="Payee node (index).")],
+    amount: Annotated[int, typer.Option(help="Amount in wei.")],
+    description: Annotated[str, typer.Option(help="What it is for.")] = "",
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+) -> None:
+    """Create an invoice (payment hash, amount, payee signature)."""
+    from layerlab.l2.channels.network import control
+
+    typer.echo(control(_net(net_dir), node_index, "invoice",  # type: ignore[arg-type]
+                       {"amount": amount, "description": description}))
+
+
+@channels_app.command("pay")
+def channels_pay(
+    node_index: Annotated[int, typer.Option("--node", help="Paying node (index).")],
+    invoice: Annotated[str, typer.Option(help="The invoice string.")],
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+) -> None:
+    """Pay an invoice over the cheapest route (multi-hop HTLCs)."""
+    from layerlab.l2.channels.network import control
+
+    console.print(control(_net(net_dir), node_index, "pay", {"invoice": invoice}))  # type: ignore[arg-type]
+
+
+@channels_app.command("close")
+def channels_close(
+    node_index: Annotated[int, typer.Option("--node", help="Closing node (index).")],
+    channel: Annotated[str, typer.Option(help="Channel id (0x...).")],
+    unilateral: Annotated[bool, typer.Option("--unilateral", help="Close without the peer.")] = False,
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+) -> None:
+    """Close a channel cooperatively (one L1 transaction) or unilaterally."""
+    from layerlab.l2.channels.network import control
+
+    console.print(control(_net(net_dir), node_index, "close",  # type: ignore[arg-type]
+                          {"channel_id": channel, "cooperative": not unilateral}))
+
+
+@channels_app.command("status")
+def channels_status(net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels")) -> None:
+    """Channels, balances and payments of every node."""
+    from rich.table import Table
+
+    from layerlab.l2.channels.network import control
+
+    desc = _net(net_dir)
+    table = Table(title="payment channels")
+    for col in ("node", "channel", "peer", "nonce", "mine", "theirs", "locks", "closed"):
+        table.add_column(col)
+    for entry in sorted(desc["nodes"].values(), key=lambda e: e["index"]):  # type: ignore[attr-defined]
+        status = control(desc, entry["index"], "status")  # type: ignore[arg-type]
+        for ch in status["channels"]:
+            table.add_row(str(entry["index"]), ch["channel_id"][:12], ch["peer"][:12],
+                          str(ch["nonce"]), str(ch["my_balance"]), str(ch["peer_balance"]),
+                          str(ch["locks"]), str(ch["closed"]))
+    console.print(table)
+
+
+@channels_app.command("node", hidden=True)
+def channels_node(
+    index: Annotated[int, typer.Option(help="Dev account index of this node.")],
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+    settle_timeout: Annotated[int, typer.Option()] = 20,
+) -> None:
+    """Run one channel node (started by `channels up`)."""
+    import asyncio
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.channels.node import NodeConfig, run_node
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    desc = _net(net_dir)
+    key = derive_dev_accounts(count=index + 1)[index].private_key
+    config = NodeConfig(private_key=key, data_dir=net_dir / f"node{index}",
+                        l1_url=str(desc["l1_url"]), contract_address=str(desc["contract"]),
+                        directory=net_dir / "network.json", settle_timeout=settle_timeout)
+    asyncio.run(run_node(config, net_dir / f"node{index}.ready"))
+
+
+@channels_app.command("tower", hidden=True)
+def channels_tower(
+    index: Annotated[int, typer.Option(help="Dev account index paying the tower's gas.")],
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+) -> None:
+    """Run the watchtower (started by `channels up`)."""
+    import asyncio
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.channels.watchtower import run_tower
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    desc = _net(net_dir)
+    key = derive_dev_accounts(count=index + 1)[index].private_key
+    asyncio.run(run_tower(str(desc["l1_url"]), str(desc["contract"]), key,
+                          net_dir / "tower", net_dir / "tower.ready"))
+
+
 @app.command()
 def demo(
     transfers: Annotated[int, typer.Option(help="Transfers in the burst.")] = 1000,

@@ -20,17 +20,31 @@ revoking them with per-commitment secrets):
    :class:`Ack`. From then on the new state is its latest: both signatures exist.
 3. The proposer checks the ack's signature and commits the state too.
 
-A refused proposal is answered (by :func:`apply_refusal`) with a signed :class:`Reject`
-bound to that exact proposal; the proposer then abandons it. When both parties propose at
-once, each refuses the other's proposal (:class:`ConcurrentProposal`), both abandon, and
-the callers retry.
+Nonces are consecutive: a proposal's nonce is always the latest's plus one, so nobody ever
+signs state ``n + 2`` before holding both signatures on ``n + 1``. The contract relies on
+it: a challenge two or more nonces above a closed state proves the closer cheated and
+takes its whole channel, one above merely replaces the closed state (the closer may never
+have received it countersigned).
 
-Nonces are never reused for a different state. A party that signed a proposal which was
-then abandoned, or that refused a correctly signed proposal, *retires* that nonce: it
-proposes and accepts only higher ones. Otherwise the peer could hold two different states
-at one nonce, both signed by us, and close on whichever suits it (the contract only orders
-states by nonce). Nonces may therefore skip values; a state with a higher nonce revokes
-every lower one (see :func:`is_revoked`).
+Only one proposal is in flight per party. When both propose at once, **``a`` wins**: ``a``
+refuses ``b``'s proposal (:class:`ConcurrentProposal`), while ``b`` countersigns ``a``'s
+and drops its own (a :class:`ProposalAbandoned` event; the caller retries). Any other
+refusal is answered, by :func:`apply_refusal`, with a signed :class:`Reject` bound to that
+exact proposal, and the proposer abandons it.
+
+An abandoned proposal keeps our signature, so until a higher nonce is fully signed the peer
+could still countersign it and close on it. Two consequences, both tracked here:
+
+* its update may still happen: don't act on its abandonment (say, fail an upstream HTLC)
+  before :func:`is_revoked` says its nonce is revoked;
+* a different state then committed at the *same* nonce is only tentative, because on L1
+  the peer could pick either (an equal nonce cannot challenge): :class:`UpdateCommitted`
+  carries ``final=False`` and the commit becomes final with the next one (a party that
+  lost a tie makes that happen at once by retrying its own update).
+
+A cooperative close is the ``Close`` update: both sign the latest balances at the
+contract's ``FINAL_NONCE``. Whoever has signed a final state accepts no other update, since
+the peer may cash that state out at any time.
 
 HTLCs follow BOLT 2: ``AddLock`` (``update_add_htlc``) is offered by the payer with a
 hashlock ``sha256(preimage)`` and an expiry in L1 blocks, far enough ahead
@@ -75,6 +89,10 @@ MAX_REASON_LENGTH = 300
 """Characters of a refusal's reason carried in a :class:`Reject`."""
 _REJECT_TAG = b"\x19layerlab-channels:reject"
 _NONCE_ZERO = Nonce(0)
+FINAL_NONCE = 2**64 - 1
+"""The contract's ``FINAL_NONCE``: the nonce of a cooperative-close state."""
+MAX_REFUSED = 8
+"""Refused proposals remembered (until the next commit), and abandoned ones kept."""
 DEFAULT_SETTLE_TIMEOUT = BlockNumber(20)
 DEFAULT_MIN_LOCK_DELTA = BlockNumber(8)
 """A new lock must expire more than this many blocks ahead (BOLT 2 ``cltv_expiry_delta``)."""
@@ -106,12 +124,12 @@ class WrongChannel(InvalidChannelUpdate):
 
 
 class StaleMessage(InvalidChannelUpdate):
-    """A replayed or outdated message: nonce not above the latest or a retired one, or an
-    ack/reject for a proposal that is not pending."""
+    """A replayed or outdated message: nonce not the latest's plus one, a proposal already
+    refused, or an ack/reject for a proposal that is not pending."""
 
 
 class ConcurrentProposal(InvalidChannelUpdate):
-    """The peer proposed while our own proposal is in flight; both are abandoned, retry."""
+    """``b`` proposed while ``a``'s proposal is in flight: ``a``'s wins, ``b`` retries."""
 
 
 class ProposalInFlight(InvalidChannelUpdate):
@@ -174,7 +192,13 @@ class Deposit:
     deposit_b: Wei
 
 
-Update: TypeAlias = Pay | AddLock | SettleLock | FailLock | Deposit
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Cooperative close (BOLT 2 ``closing_signed``): sign the latest balances at
+    :data:`FINAL_NONCE`; only possible with no lock pending."""
+
+
+Update: TypeAlias = Pay | AddLock | SettleLock | FailLock | Deposit | Close
 """A local command: the change the proposer wants in the next state."""
 
 
@@ -256,22 +280,28 @@ _M = TypeVar("_M", Proposal, Ack, Reject)
 
 @dataclass(frozen=True, slots=True)
 class UpdateCommitted:
-    """A state is fully signed and is now the channel's latest (channel finality)."""
+    """A state is fully signed and is now the channel's latest.
+
+    ``final`` is False when we had also signed another state at this nonce (a proposal we
+    abandoned; conservatively, also when the abandoned proposal is the one committed): the
+    peer could still close on that one instead, so don't act on this update (release goods,
+    forward its lock) until the next commit, which makes it final."""
 
     channel_id: ChannelId
     nonce: Nonce
     update: Update
     proposer: Role
     state: SignedState
+    final: bool
 
 
 @dataclass(frozen=True, slots=True)
 class ProposalAbandoned:
-    """The peer refused our proposal; its nonce is retired and the caller may retry.
+    """Our proposal was refused (or lost a tie); the caller may retry.
 
-    The peer still holds our signature of the abandoned state until a state with a higher
-    nonce is committed: a forwarding node must not fail an upstream HTLC because an
-    ``AddLock`` was abandoned before :func:`is_revoked` says that nonce is revoked.
+    The peer still holds our signature of the abandoned state until a higher nonce is
+    committed, so its update may yet happen: a forwarding node must not fail an upstream
+    HTLC because an ``AddLock`` was abandoned before :func:`is_revoked` says so.
     """
 
     channel_id: ChannelId
@@ -301,14 +331,13 @@ class ChannelConfig:
     ``min_lock_delta``/``max_lock_delta`` bound a new lock's expiry relative to the current
     block (BOLT 2 refuses an ``update_add_htlc`` whose ``cltv_expiry`` is too soon or too
     far). ``max_locks`` bounds pending locks (BOLT 2 ``max_accepted_htlcs``; here also the
-    L1 gas of settling them). ``max_nonce_gap`` bounds how far a proposal's nonce may jump.
+    L1 gas of settling them).
     """
 
     settle_timeout: BlockNumber = DEFAULT_SETTLE_TIMEOUT
     min_lock_delta: BlockNumber = DEFAULT_MIN_LOCK_DELTA
     max_lock_delta: BlockNumber = DEFAULT_MAX_LOCK_DELTA
     max_locks: int = 32
-    max_nonce_gap: int = 1024
 
 
 def _empty_preimages() -> Mapping[Hashlock, Preimage]:
@@ -321,9 +350,13 @@ class Channel:
 
     ``latest`` is the highest fully signed state (nonce 0 is the opening state the contract
     implies from the deposits; it carries no signatures). ``pending`` is our own proposal
-    awaiting the peer's ack. ``retired_nonce`` is the highest nonce that must never be
-    signed again (see the module doc). ``l1_deposit_a``/``l1_deposit_b`` are the deposits
-    we have seen on L1, an upper bound for a ``Deposit`` update. ``preimages`` are the
+    awaiting the peer's ack. ``exposed`` lists the nonces (the latest, the next) at which we
+    signed a proposal we then abandoned: a commit at such a nonce is tentative.
+    ``abandoned`` keeps the last few abandoned proposals not yet revoked, so a late ack for
+    one of them can still commit it.
+    ``refused`` holds the proposals we refused at the next nonce. ``final_signed`` is set
+    once we sign a cooperative-close state. ``l1_deposit_a``/``l1_deposit_b`` are the deposits we
+    have seen on L1, an upper bound for a ``Deposit`` update. ``preimages`` are the
     preimages we know (our invoices', and every settled lock's).
     """
 
@@ -337,7 +370,10 @@ class Channel:
     private_key: bytes = field(repr=False)
     config: ChannelConfig = ChannelConfig()
     pending: Proposal | None = None
-    retired_nonce: Nonce = _NONCE_ZERO
+    exposed: tuple[Nonce, ...] = ()
+    abandoned: tuple[Proposal, ...] = ()
+    refused: tuple[Hash32, ...] = ()
+    final_signed: bool = False
     preimages: Mapping[Hashlock, Preimage] = field(default_factory=_empty_preimages)
 
     @property
@@ -405,8 +441,7 @@ def validate_channel(channel: Channel) -> None:
     if channel.peer == channel.address:
         raise InvalidUpdate("peer", "peer and own address are the same")
     config = channel.config
-    if not 0 < config.min_lock_delta < config.max_lock_delta or config.max_locks < 1 \
-            or config.max_nonce_gap < 1:
+    if not 0 < config.min_lock_delta < config.max_lock_delta or config.max_locks < 1:
         raise InvalidUpdate("config", f"inconsistent channel config {config}")
     latest = channel.latest
     validate_conservation(latest.state)
@@ -423,10 +458,14 @@ def validate_channel(channel: Channel) -> None:
                             f"({channel.l1_deposit_a}, {channel.l1_deposit_b})")
     pending = channel.pending
     if pending is not None:
-        if pending.channel_id != channel.channel_id or pending.nonce <= latest.state.nonce:
+        expected = FINAL_NONCE if isinstance(pending.update, Close) else latest.state.nonce + 1
+        if pending.channel_id != channel.channel_id or pending.nonce != expected:
             raise InvalidUpdate("pending", f"pending proposal nonce {pending.nonce} does not follow "
                                 f"latest nonce {latest.state.nonce} of this channel")
         validate_conservation(pending.state)
+    if any(not latest.state.nonce <= n <= latest.state.nonce + 1 for n in channel.exposed):
+        raise InvalidUpdate("exposed", f"exposed nonces {channel.exposed} are not the latest nonce "
+                            f"{latest.state.nonce} + 1")
 
 
 # --------------------------------------------------------------------------- accessors
@@ -446,9 +485,8 @@ def get_peer_balance(channel: Channel) -> Wei:
 
 
 def get_next_nonce(channel: Channel) -> Nonce:
-    """The nonce of our next proposal: above the latest, any retired and any pending one."""
-    pending = channel.pending.nonce if channel.pending is not None else 0
-    return Nonce(max(channel.latest.state.nonce, channel.retired_nonce, pending) + 1)
+    """The nonce of the next ordinary proposal, ours or the peer's: the latest's plus one."""
+    return Nonce(channel.latest.state.nonce + 1)
 
 
 def get_lock(state: ChannelState, hashlock: Hashlock) -> Lock | None:
@@ -502,9 +540,22 @@ def get_claimable_locks(channel: Channel, current_block: BlockNumber) -> tuple[L
 
 
 def is_revoked(channel: Channel, nonce: Nonce) -> bool:
-    """True when a state with this nonce is superseded by our latest fully signed state:
-    on L1 it loses to :func:`compute_close_state` (and closing on it is punished)."""
-    return nonce < channel.latest.state.nonce
+    """True when any state with this nonce is superseded by our latest fully signed one:
+    on L1 it loses to :func:`compute_close_state` (closing on it two nonces back is
+    punished). An abandoned proposal's update cannot happen any more once this holds."""
+    return nonce < channel.latest.state.nonce or is_closed(channel)
+
+
+def is_final(channel: Channel) -> bool:
+    """False while the latest commit is tentative: we also signed another state at its
+    nonce (an abandoned proposal) that the peer could close on instead."""
+    nonce = channel.latest.state.nonce
+    return nonce == 0 or nonce not in channel.exposed
+
+
+def is_closed(channel: Channel) -> bool:
+    """The cooperative-close (final) state is signed by both: no more updates."""
+    return channel.latest.state.nonce == FINAL_NONCE
 
 
 # --------------------------------------------------------------------------- checks
@@ -527,16 +578,18 @@ def validate_channel_id(channel: Channel, channel_id: bytes) -> None:
                            f"this is channel 0x{channel.channel_id.hex()}")
 
 
-def validate_proposal_nonce(channel: Channel, nonce: int) -> None:
-    """A proposal's nonce must exceed our latest and every retired nonce (so replays and
-    stale proposals are refused) and may skip at most ``max_nonce_gap`` values."""
-    floor = max(channel.latest.state.nonce, channel.retired_nonce)
-    if nonce <= floor:
-        raise StaleMessage("nonce-stale", f"proposal nonce {nonce} is not above latest nonce "
-                           f"{channel.latest.state.nonce} and retired nonce {channel.retired_nonce}")
-    if nonce > floor + channel.config.max_nonce_gap or nonce > MAX_UINT64:
-        raise InvalidUpdate("nonce-gap", f"proposal nonce {nonce} jumps more than "
-                            f"{channel.config.max_nonce_gap} above {floor}")
+def validate_proposal_nonce(channel: Channel, nonce: int, update: Update) -> None:
+    """A proposal's nonce must be the latest's plus one (so replays and stale proposals are
+    refused, and no one signs ``n + 2`` before ``n + 1``), or ``FINAL_NONCE`` for ``Close``."""
+    latest = channel.latest.state.nonce
+    if isinstance(update, Close):
+        if nonce != FINAL_NONCE:
+            raise InvalidUpdate("nonce", f"close proposal nonce {nonce} is not FINAL_NONCE {FINAL_NONCE}")
+        return
+    if nonce <= latest:
+        raise StaleMessage("nonce-stale", f"proposal nonce {nonce} is not above latest nonce {latest}")
+    if nonce != latest + 1 or nonce >= FINAL_NONCE:
+        raise InvalidUpdate("nonce-gap", f"proposal nonce {nonce} is not latest nonce {latest} + 1")
 
 
 def validate_amount(what: str, amount: int) -> None:
@@ -654,7 +707,7 @@ def compute_next_state(channel: Channel, update: Update, proposer: Role, nonce: 
 
     Each kind moves value in one direction only: ``Pay`` and ``AddLock`` from the proposer,
     ``SettleLock`` from a lock to its receiver, ``FailLock`` from a lock to its payer,
-    ``Deposit`` from L1 to the depositor."""
+    ``Deposit`` from L1 to the depositor; ``Close`` moves nothing (nonce ``FINAL_NONCE``)."""
     state = channel.latest.state
     if isinstance(update, Pay):
         validate_pay(state, update, proposer)
@@ -678,6 +731,11 @@ def compute_next_state(channel: Channel, update: Update, proposer: Role, nonce: 
         return replace(state, nonce=nonce, deposit_a=update.deposit_a, deposit_b=update.deposit_b,
                        balance_a=state.balance_a + update.deposit_a - state.deposit_a,
                        balance_b=state.balance_b + update.deposit_b - state.deposit_b)
+    if isinstance(update, Close):
+        if state.locks:
+            raise InvalidUpdate("locks-pending", f"cannot close cooperatively with {len(state.locks)} "
+                                f"locks pending ({state.locked} locked); settle or fail them first")
+        return replace(state, nonce=FINAL_NONCE)
     raise InvalidUpdate("update-kind", f"unknown update {update!r}")
 
 
@@ -719,82 +777,138 @@ def _signed(channel: Channel, state: ChannelState, mine: bytes, theirs: bytes) -
 
 
 def _committed(channel: Channel, latest: SignedState, update: Update, proposer: Role,
-               pending: Proposal | None) -> Transition:
+               events: tuple[Event, ...] = ()) -> Transition:
+    """``channel`` (already holding the right ``pending`` and ``exposed``) with ``latest``
+    committed; exposures below it are revoked by it."""
     validate_conservation(latest.state)
-    events: tuple[Event, ...] = (UpdateCommitted(channel.channel_id, Nonce(latest.state.nonce), update,
-                                                 proposer, latest),)
+    nonce = Nonce(latest.state.nonce)
+    events += (UpdateCommitted(channel.channel_id, nonce, update, proposer, latest,
+                               final=nonce not in channel.exposed),)
     preimages = channel.preimages
     if isinstance(update, SettleLock):
         preimages = MappingProxyType({**preimages, update.hashlock: update.preimage})
         events += (PreimageLearned(update.hashlock, update.preimage),)
-    return Transition(replace(channel, latest=latest, pending=pending, preimages=preimages), (), events)
+    abandoned = tuple(p for p in channel.abandoned if p.nonce == nonce)
+    exposed = tuple(n for n in channel.exposed if n >= nonce)
+    return Transition(replace(channel, latest=latest, refused=(), abandoned=abandoned, exposed=exposed,
+                              preimages=preimages,
+                              final_signed=channel.final_signed or isinstance(update, Close)), (), events)
 
 
 # --------------------------------------------------------------------------- transitions
+
+
+def _abandon(channel: Channel, proposal: Proposal) -> Channel:
+    """``channel`` with ``proposal`` (ours, possibly still countersigned by the peer) given up."""
+    abandoned = (*channel.abandoned, proposal)[-MAX_REFUSED:]
+    if isinstance(proposal.update, Close):  # final_signed already bars every other update
+        return replace(channel, pending=None, abandoned=abandoned)
+    return replace(channel, pending=None, exposed=tuple(sorted({*channel.exposed, proposal.nonce})),
+                   abandoned=abandoned)
+
+
+def _validate_open(channel: Channel, update: Update) -> None:
+    if is_closed(channel):
+        raise InvalidUpdate("closed", "the channel is closed cooperatively (final state signed by both)")
+    if channel.final_signed and not isinstance(update, Close):
+        raise InvalidUpdate("closing", "we signed the cooperative-close state: no other update is "
+                            "safe any more; close on L1")
 
 
 def apply_command(channel: Channel, command: Update, current_block: BlockNumber) -> Transition:
     """Propose ``command`` as the next state: sign it, keep it pending, send a
     :class:`Proposal`. Refused (unchanged channel) if a proposal is already in flight or the
     update breaks its rules from our side too."""
+    _validate_open(channel, command)
     if channel.pending is not None:
         raise ProposalInFlight("in-flight", f"proposal nonce {channel.pending.nonce} still awaits "
                                "the peer's answer; one proposal at a time")
     nonce = get_next_nonce(channel)
-    if nonce > MAX_UINT64:
-        raise InvalidUpdate("nonce-overflow", f"next nonce {nonce} exceeds uint64")
+    if nonce >= FINAL_NONCE:
+        raise InvalidUpdate("nonce-overflow", f"next nonce {nonce} reaches FINAL_NONCE")
     state = compute_next_state(channel, command, channel.role, nonce, current_block)
     validate_conservation(state)
     signature = sign_digest(channel.domain.digest(state), channel.private_key)
     proposal = Proposal(state, command, signature)
-    return Transition(replace(channel, pending=proposal), (proposal,), ())
+    proposed = replace(channel, pending=proposal,
+                       final_signed=channel.final_signed or isinstance(command, Close))
+    return Transition(proposed, (proposal,), ())
 
 
 def apply_proposal(channel: Channel, proposal: Proposal, current_block: BlockNumber) -> Transition:
     """Check the peer's proposal against our latest state; countersign and ack it.
 
-    Checks, cheapest first: channel id, no proposal of ours in flight, nonce above the
-    latest and retired nonces, conservation, the update's rules with the peer as proposer,
-    the state equals what the update makes of our latest, the peer's signature."""
+    Checks, cheapest first: channel id, still open, the tie rule (``a``'s proposal in
+    flight wins), nonce the latest's plus one, not a proposal refused before, conservation,
+    the update's rules with the peer as proposer, the state equals what the update makes of
+    our latest, the peer's signature. ``b`` drops a proposal of its own in flight."""
     validate_channel_id(channel, proposal.channel_id)
-    if channel.pending is not None:
-        raise ConcurrentProposal("concurrent-proposal", f"peer proposed nonce {proposal.nonce} while "
-                                 f"our proposal nonce {channel.pending.nonce} is in flight; both are "
-                                 "abandoned, retry")
-    validate_proposal_nonce(channel, proposal.nonce)
+    update = proposal.update
+    _validate_open(channel, update)
+    pending = channel.pending
+    same_close = pending is not None and isinstance(update, Close) and isinstance(pending.update, Close)
+    if pending is not None and not same_close and (
+            channel.role == "a" or isinstance(pending.update, Close)):
+        raise ConcurrentProposal("concurrent-proposal", f"peer proposed nonce {proposal.nonce} while our "
+                                 f"proposal nonce {pending.nonce} is in flight; a's proposal goes first, "
+                                 "b retries after it")
+    validate_proposal_nonce(channel, proposal.nonce, update)
+    superseding = pending is not None and not same_close
+    if superseding and compute_proposal_hash(proposal) in channel.refused:
+        # a's genuine proposals cross ours in flight; one we refused before is a replay, and
+        # a may since have countersigned ours: dropping ours for it would split the channel
+        raise StaleMessage("replay", f"proposal nonce {proposal.nonce} was already refused")
     validate_conservation(proposal.state)
-    expected = compute_next_state(channel, proposal.update, channel.peer_role, proposal.nonce,
-                                  current_block)
+    expected = compute_next_state(channel, update, channel.peer_role, proposal.nonce, current_block)
     validate_proposed_state(expected, proposal.state)
     digest = channel.domain.digest(proposal.state)
     if not _is_signed_by_digest(digest, proposal.signature, channel.peer):
         raise InvalidSignature("signature", f"proposal nonce {proposal.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
     signature = sign_digest(digest, channel.private_key)
+    events: tuple[Event, ...] = ()
+    if superseding and pending is not None:
+        channel = _abandon(channel, pending)
+        events = (ProposalAbandoned(channel.channel_id, pending.nonce, pending.update,
+                                    f"superseded by a's concurrent proposal nonce {proposal.nonce}"),)
     latest = _signed(channel, proposal.state, signature, proposal.signature)
-    done = _committed(channel, latest, proposal.update, channel.peer_role, None)
+    done = _committed(replace(channel, pending=None), latest, update, channel.peer_role, events)
     return replace(done, messages=(Ack(channel.channel_id, proposal.nonce, signature),))
 
 
 def apply_ack(channel: Channel, ack: Ack) -> Transition:
-    """The peer countersigned our pending proposal: it becomes the latest state."""
+    """The peer countersigned our pending proposal: it becomes the latest state.
+
+    An ack may also name a proposal we abandoned at the next nonce (the peer refused it,
+    then accepted it when it came again): we signed it, so we commit it too rather than
+    split from the peer, and a proposal of ours still pending is abandoned instead."""
     validate_channel_id(channel, ack.channel_id)
+    if is_closed(channel):
+        raise StaleMessage("closed", f"ack for nonce {ack.nonce} but the channel is closed cooperatively")
     pending = channel.pending
-    if pending is None:
-        raise StaleMessage("no-pending", f"ack for nonce {ack.nonce} but no proposal is pending "
-                           f"(latest nonce {channel.latest.state.nonce})")
-    if ack.nonce != pending.nonce:
-        raise StaleMessage("ack-nonce", f"ack for nonce {ack.nonce}, pending proposal has nonce "
-                           f"{pending.nonce}")
-    if not _is_signed_by_digest(channel.domain.digest(pending.state), ack.signature, channel.peer):
+    candidates = [pending] if pending is not None and pending.nonce == ack.nonce else []
+    if (ack.nonce == get_next_nonce(channel) and not channel.final_signed) or ack.nonce == FINAL_NONCE:
+        candidates += [p for p in reversed(channel.abandoned) if p.nonce == ack.nonce]
+    if not candidates:
+        raise StaleMessage("no-pending", f"ack for nonce {ack.nonce} but no proposal of ours with that "
+                           f"nonce is pending (latest nonce {channel.latest.state.nonce})")
+    proposal = next((p for p in candidates if _is_signed_by_digest(
+        channel.domain.digest(p.state), ack.signature, channel.peer)), None)
+    if proposal is None:
         raise InvalidSignature("signature", f"ack for nonce {ack.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
-    latest = _signed(channel, pending.state, pending.signature, ack.signature)
-    return _committed(channel, latest, pending.update, channel.role, None)
+    events: tuple[Event, ...] = ()
+    if proposal is not pending and pending is not None:
+        channel = _abandon(channel, pending)
+        events = (ProposalAbandoned(channel.channel_id, pending.nonce, pending.update,
+                                    f"the peer countersigned our earlier proposal nonce {ack.nonce}"),)
+    latest = _signed(channel, proposal.state, proposal.signature, ack.signature)
+    return _committed(replace(channel, pending=None), latest, proposal.update, channel.role, events)
 
 
 def apply_reject(channel: Channel, reject: Reject) -> Transition:
-    """The peer refused our pending proposal: abandon it and retire its nonce."""
+    """The peer refused our pending proposal: abandon it (our signature of it stays out,
+    so its nonce is *exposed*: see :class:`ProposalAbandoned`)."""
     validate_channel_id(channel, reject.channel_id)
     pending = channel.pending
     if pending is None or reject.nonce != pending.nonce \
@@ -806,9 +920,8 @@ def apply_reject(channel: Channel, reject: Reject) -> Transition:
     if not _is_signed_by_digest(digest, reject.signature, channel.peer):
         raise InvalidSignature("signature", f"reject of nonce {reject.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
-    retired = Nonce(max(channel.retired_nonce, pending.nonce))
     event = ProposalAbandoned(channel.channel_id, pending.nonce, pending.update, reject.reason)
-    return Transition(replace(channel, pending=None, retired_nonce=retired), (), (event,))
+    return Transition(_abandon(channel, pending), (), (event,))
 
 
 def apply_message(channel: Channel, message: Message, current_block: BlockNumber) -> Transition:
@@ -827,25 +940,26 @@ def apply_refusal(channel: Channel, message: Message, error: ChannelError) -> Tr
     """What to do after refusing ``message`` with ``error``: answer a proposal for this
     channel with a signed :class:`Reject` so its proposer can abandon it and retry.
 
-    If the proposal is correctly signed by the peer and its nonce is new, we retire that
-    nonce: we will never countersign it later (say, once a block makes a refused lock
-    expiry valid), which would leave the peer with a state we signed but it abandoned.
-    Refused acks and rejects get no answer (no ping-pong)."""
+    A correctly signed proposal refused at the next nonce is remembered (the last
+    :data:`MAX_REFUSED`, until the next commit) and refused if it comes again: it may have
+    become valid (a block later) after its proposer abandoned it and signed something else
+    at that nonce. (A ``Close`` is not remembered: resending it is harmless, as its state
+    only depends on the latest one.) Refused acks and rejects get no answer (no ping-pong)."""
     if not isinstance(message, Proposal) or message.channel_id != channel.channel_id:
         return Transition(channel)
-    nonce = message.nonce
-    floor = max(channel.latest.state.nonce, channel.retired_nonce)
-    retired = channel.retired_nonce
-    if floor < nonce <= floor + channel.config.max_nonce_gap and message.state.is_conserving():
+    refused = channel.refused
+    proposal_hash = compute_proposal_hash(message)
+    if message.nonce == get_next_nonce(channel) and proposal_hash not in refused \
+            and message.state.is_conserving():
         try:
-            digest = channel.domain.digest(message.state)
-        except EncodingError:  # out-of-range fields: cannot have been signed as a valid state
+            digest: bytes | None = channel.domain.digest(message.state)
+        except EncodingError:  # out-of-range fields: cannot be a state the peer signed
             digest = None
         if digest is not None and _is_signed_by_digest(digest, message.signature, channel.peer):
-            retired = nonce
+            refused = (*refused, proposal_hash)[-MAX_REFUSED:]
     check = error.check if isinstance(error, InvalidChannelUpdate) else "refused"
     reject = compute_reject(channel, message, f"{check}: {error}")
-    return Transition(replace(channel, retired_nonce=retired), (reject,), ())
+    return Transition(replace(channel, refused=refused), (reject,), ())
 
 
 def apply_preimage(channel: Channel, preimage: Preimage) -> Channel:
@@ -888,19 +1002,12 @@ def compute_reject(channel: Channel, proposal: Proposal, reason: str) -> Reject:
 
 
 def compute_close_state(channel: Channel) -> SignedState:
-    """The state to put on L1: our latest fully signed one, for a unilateral close or to
-    contest a close on a revoked (lower nonce) state. Nonce 0 carries no signatures: the
-    contract's opening state (deposits as balances) applies."""
-    return channel.latest
-
-
-def compute_cooperative_close_state(channel: Channel) -> SignedState:
-    """The latest state when it can close cooperatively: nothing pending, no lock open."""
-    if channel.pending is not None:
-        raise InvalidUpdate("in-flight", f"proposal nonce {channel.pending.nonce} is in flight")
-    if channel.latest.state.locks:
-        raise InvalidUpdate("locks-pending", f"{len(channel.latest.state.locks)} locks are pending; "
-                            "settle or fail them before a cooperative close")
+    """The state to put on L1: our latest fully signed one, for a unilateral ``close`` or to
+    ``challenge`` a close on an older state; the final state (:func:`is_closed`) goes to
+    ``cooperativeClose``. Before any signed state, the contract's empty state (nonce 0, all
+    zero, no signatures), with which every deposit returns to its depositor."""
+    if channel.latest.state.nonce == 0:
+        return SignedState(ChannelState(channel.channel_id, 0, 0, 0, 0, 0), b"", b"")
     return channel.latest
 
 
@@ -988,6 +1095,8 @@ def _update_to_obj(update: Update) -> dict[str, Any]:
         return {"kind": "settle_lock", "hashlock": _hex(update.hashlock), "preimage": _hex(update.preimage)}
     if isinstance(update, FailLock):
         return {"kind": "fail_lock", "hashlock": _hex(update.hashlock)}
+    if isinstance(update, Close):
+        return {"kind": "close"}
     return {"kind": "deposit", "deposit_a": update.deposit_a, "deposit_b": update.deposit_b}
 
 
@@ -1005,6 +1114,8 @@ def _update_from_obj(value: Any) -> Update:
         return FailLock(Hashlock(_bytes(obj, "hashlock", 32)))
     if kind == "deposit":
         return Deposit(Wei(_uint(obj, "deposit_a", 256)), Wei(_uint(obj, "deposit_b", 256)))
+    if kind == "close":
+        return Close()
     raise MalformedMessage("malformed", f"unknown update kind {kind!r}")
 
 
@@ -1048,7 +1159,9 @@ def encode_channel(channel: Channel) -> str:
         "l1_deposit_a": channel.l1_deposit_a, "l1_deposit_b": channel.l1_deposit_b,
         "config": {f.name: getattr(channel.config, f.name) for f in fields(ChannelConfig)},
         "pending": None if channel.pending is None else json.loads(channel.pending.to_json()),
-        "retired_nonce": channel.retired_nonce,
+        "exposed": list(channel.exposed), "final_signed": channel.final_signed,
+        "abandoned": [json.loads(p.to_json()) for p in channel.abandoned],
+        "refused": [_hex(h) for h in channel.refused],
         "preimages": sorted(_hex(p) for p in channel.preimages.values()),
     })
 
@@ -1071,19 +1184,33 @@ def decode_channel(data: str | bytes, private_key: bytes) -> Channel:
         settle_timeout=BlockNumber(_uint(config_obj, "settle_timeout", 64)),
         min_lock_delta=BlockNumber(_uint(config_obj, "min_lock_delta", 64)),
         max_lock_delta=BlockNumber(_uint(config_obj, "max_lock_delta", 64)),
-        max_locks=_uint(config_obj, "max_locks", 64), max_nonce_gap=_uint(config_obj, "max_nonce_gap", 64))
+        max_locks=_uint(config_obj, "max_locks", 64))
     pending_obj = _field(obj, "pending")
     pending = None if pending_obj is None else _expect(decode_message(json.dumps(pending_obj)), Proposal)
     preimages_list = _field(obj, "preimages")
     if not isinstance(preimages_list, list):
         raise MalformedMessage("malformed", "field 'preimages' must be a list")
     preimages = [Preimage(_bytes({"p": p}, "p", 32)) for p in preimages_list]
+    abandoned_list = _field(obj, "abandoned")
+    if not isinstance(abandoned_list, list):
+        raise MalformedMessage("malformed", "field 'abandoned' must be a list")
+    abandoned = tuple(_expect(decode_message(json.dumps(p)), Proposal) for p in abandoned_list)
+    exposed_list = _field(obj, "exposed")
+    if not isinstance(exposed_list, list):
+        raise MalformedMessage("malformed", "field 'exposed' must be a list")
+    exposed = tuple(Nonce(_uint({"n": n}, "n", 64)) for n in exposed_list)
+    refused_list = _field(obj, "refused")
+    final_signed = _field(obj, "final_signed")
+    if not isinstance(refused_list, list) or not isinstance(final_signed, bool):
+        raise MalformedMessage("malformed", "fields 'refused' and 'final_signed' must be a list and "
+                               "a boolean")
     channel = Channel(
         role=role, address=Address(_bytes(obj, "address", 20)), peer=Address(_bytes(obj, "peer", 20)),
         domain=Domain(_uint(obj, "chain_id", 256), _bytes(obj, "verifying_contract", 20)),
         latest=latest, l1_deposit_a=Wei(_uint(obj, "l1_deposit_a", 256)),
         l1_deposit_b=Wei(_uint(obj, "l1_deposit_b", 256)), private_key=private_key, config=config,
-        pending=pending, retired_nonce=Nonce(_uint(obj, "retired_nonce", 64)),
+        pending=pending, exposed=exposed, abandoned=abandoned,
+        refused=tuple(Hash32(_bytes({"h": h}, "h", 32)) for h in refused_list), final_signed=final_signed,
         preimages=MappingProxyType({compute_hashlock(p): p for p in preimages}))
     validate_channel(channel)
     return channel

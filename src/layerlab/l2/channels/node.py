@@ -183,6 +183,8 @@ class ChannelNode:
         self._background: set[asyncio.Future[Any]] = set()
         self._outboxes: dict[bytes, asyncio.Queue[dict[str, Any]]] = {}
         self._main_loop: asyncio.AbstractEventLoop | None = None
+        self._tower_checked = -10.0
+        self._tower_cached: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -363,8 +365,9 @@ class ChannelNode:
                     waiter.future.set_result(event)
             else:
                 self._on_peer_update(channel, event)
-            if self.config.tower is not None:
-                self._spawn(self._to_tower(event.state))
+            tower = self._tower()
+            if tower is not None:
+                self._spawn(self._to_tower(tower, event.state))
         elif isinstance(event, m.ProposalAbandoned):
             if waiter is not None:
                 del self.inflight[channel.channel_id]
@@ -373,10 +376,20 @@ class ChannelNode:
         elif isinstance(event, m.PreimageLearned):
             self._on_preimage(bytes(event.hashlock), bytes(event.preimage))
 
-    async def _to_tower(self, state: SignedState) -> None:
-        assert self.config.tower is not None
+    def _tower(self) -> tuple[str, int] | None:
+        """The watchtower to hand states to: configured, or listed in the directory."""
+        if self.config.tower is not None:
+            return self.config.tower
+        now = time.monotonic()
+        if now - self._tower_checked > 1.0:
+            self._tower_checked = now
+            entry = self.directory().get("tower")
+            self._tower_cached = (entry["host"], int(entry["port"])) if entry else None
+        return self._tower_cached
+
+    async def _to_tower(self, tower: tuple[str, int], state: SignedState) -> None:
         try:
-            await register_with_tower(*self.config.tower, state)
+            await register_with_tower(*tower, state)
         except (TimeoutError, ChannelError, OSError) as exc:
             log.warning("watchtower unreachable: %s", exc)
 

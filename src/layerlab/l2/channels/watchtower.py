@@ -191,3 +191,33 @@ async def register_with_tower(host: str, port: int, signed: SignedState,
 
 def open_tower(contract: ChannelContract, private_key: bytes, data_dir: Path) -> Watchtower:
     return Watchtower(contract, private_key, RecordStore(data_dir / "tower"))
+
+
+async def run_tower(l1_url: str, contract_address: str, private_key: bytes, data_dir: Path,
+                    ready_file: Path | None = None) -> None:
+    """Run a watchtower service until SIGINT/SIGTERM."""
+    import json
+    import os
+    import signal
+
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 30}))
+    tower = open_tower(ChannelContract.at(w3, contract_address), private_key, data_dir)
+    tower.store.put(CURSOR_KEY, max(int(tower.store.get(CURSOR_KEY) or 0), 0))
+    server = WatchtowerServer(tower)
+    await server.start()
+    if ready_file is not None:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"address": tower.address, "port": server.port,
+                                   "pid": os.getpid()}))
+        tmp.replace(ready_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        tower.store.close()
