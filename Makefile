@@ -33,6 +33,7 @@ test-fast: deps
 
 bench: deps
 	$(BIN)/python -m layerlab.bench.l1_transfers
+	$(BIN)/python -m layerlab.bench.channels
 
 lint: deps
 	$(BIN)/ruff check src tests

@@ -80,6 +80,30 @@ def _latencies(w3: Web3, key: bytes, to: str) -> list[float]:
     return out
 
 
+def _channel_rows(l1_url: str, payments: int) -> list[SystemResult]:
+    """Rows for the payment-channel network (see :mod:`layerlab.bench.channels`)."""
+    from layerlab.bench.channels import measure_channels
+
+    report = measure_channels(payments=payments, hop_payments=30, l1_url=l1_url)
+    pair, hops, gas = report["pair"], report["three_hop"], report["l1_gas"]
+    fee = gas["fee_per_payment_wei"]
+    common = {"finality": "both signatures (instant)", "gas_per_tx": gas["per_payment_amortized"],
+              "fee_per_tx_gwei": fee / 1e9, "fee_per_tx_usd": fee / 1e18 * ETH_USD,
+              "l1_bytes_per_tx": gas["calldata_bytes_per_payment"]}
+    per_payment_ms = 1000 / pair["payments_per_second"]
+    return [
+        SystemResult(system="payment channel (2 nodes)", workload="micropayment",
+                     transactions=pair["payments"], tps=pair["payments_per_second"],
+                     soft_confirmation_ms_p50=per_payment_ms,
+                     soft_confirmation_ms_p99=per_payment_ms, **common),
+        SystemResult(system="payment channels (3 hops)", workload="micropayment (HTLC)",
+                     transactions=hops["payments"] - hops["failed"],
+                     tps=1000 / hops["mean_ms"] if hops["mean_ms"] else 0.0,
+                     soft_confirmation_ms_p50=hops["p50_ms"],
+                     soft_confirmation_ms_p99=hops["p99_ms"], **common),
+    ]
+
+
 def run_demo(transfers: int = 1000, json_out: Path | None = None,
              console: Console | None = None) -> list[SystemResult]:
     console = console or Console()
@@ -138,6 +162,8 @@ def run_demo(transfers: int = 1000, json_out: Path | None = None,
             if not run.is_complete:
                 console.print(f"[yellow]{name}: {run.included_count}/{run.tx_count} included; "
                               f"errors: {run.error_samples}[/yellow]")
+        console.print("payment channels: 4 node processes, channels 1-2-3-4 on this L1 ...")
+        rows.extend(_channel_rows(url, transfers))
     render_table(rows, console, "layerlab comparison (same machine, same run)")
     console.print(f"fees at the devnet's base fee; USD at {ETH_USD:,.0f} USD/ETH. "
                   "Soft confirmation: send until receipt, with 1 s blocks.")

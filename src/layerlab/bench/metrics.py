@@ -54,10 +54,13 @@ def render_table(rows: list[SystemResult], console: Console, title: str) -> None
                  "gas/tx", "fee gwei", "fee USD", "bytes/tx"):
         table.add_column(name, justify="left" if name in ("system", "workload", "final")
                          else "right")
+    def ms(value: float) -> str:
+        return f"{value:,.1f} ms" if value < 10 else f"{value:,.0f} ms"
+
     for r in rows:
         table.add_row(
             r.system, r.workload, str(r.transactions), f"{r.tps:,.0f}",
-            f"{r.soft_confirmation_ms_p50:,.0f} ms", f"{r.soft_confirmation_ms_p99:,.0f} ms",
+            ms(r.soft_confirmation_ms_p50), ms(r.soft_confirmation_ms_p99),
             r.finality, f"{r.gas_per_tx:,.0f}", f"{r.fee_per_tx_gwei:,.0f}",
             f"{r.fee_per_tx_usd:.4f}", f"{r.l1_bytes_per_tx:,.0f}",
         )
