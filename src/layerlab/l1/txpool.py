@@ -179,8 +179,10 @@ class TxPool:
             tx.validate()
         except ValidationError as exc:
             raise InvalidTransaction("invalid", f"invalid transaction: {exc}") from exc
+        # strict RLP decoding accepts only the canonical encoding, so the transaction hash
+        # is the hash of the bytes received (py-evm's ``tx.hash`` would re-encode them)
         return PooledTransaction(
-            tx=tx, raw=raw, hash=bytes(tx.hash), sender=sender, nonce=int(tx.nonce),
+            tx=tx, raw=raw, hash=bytes(keccak(raw)), sender=sender, nonce=int(tx.nonce),
             gas=int(tx.gas), max_fee=max_fee, max_priority_fee=tip,
         )
 
