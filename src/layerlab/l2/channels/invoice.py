@@ -187,6 +187,8 @@ def decode_invoice(text: str, *, chain_id: ChainId | None = None) -> Invoice:
         raw = base64.b32decode(data.upper() + "=" * (-len(data) % 8))
     except ValueError as exc:
         raise InvalidInvoice(f"invoice is not base32: {exc}") from exc
+    if base64.b32encode(raw).decode().rstrip("=").lower() != data:
+        raise InvalidInvoice("invoice is not canonical base32 (stray padding bits)")
     if len(raw) < _SIGNATURE_BYTES + _CHECKSUM_BYTES + 2:
         raise InvalidInvoice(f"invoice is too short ({len(raw)} bytes)")
     body, checksum = raw[:-_CHECKSUM_BYTES], raw[-_CHECKSUM_BYTES:]

@@ -330,8 +330,11 @@ class ChannelConfig:
 
     ``min_lock_delta``/``max_lock_delta`` bound a new lock's expiry relative to the current
     block (BOLT 2 refuses an ``update_add_htlc`` whose ``cltv_expiry`` is too soon or too
-    far). ``max_locks`` bounds pending locks (BOLT 2 ``max_accepted_htlcs``; here also the
-    L1 gas of settling them).
+    far); the minimum must leave the receiver time to close on L1 and claim the lock with
+    its preimage (the contract accepts claims during the dispute window, up to the expiry
+    block). ``max_locks`` bounds pending locks (BOLT 2 ``max_accepted_htlcs``; here also
+    the L1 gas of settling them). ``settle_timeout`` is the contract's dispute window, kept
+    for the caller (watchtower deadlines); the transitions do not use it.
     """
 
     settle_timeout: BlockNumber = DEFAULT_SETTLE_TIMEOUT
@@ -348,16 +351,16 @@ def _empty_preimages() -> Mapping[Hashlock, Preimage]:
 class Channel:
     """One party's view of a channel.
 
-    ``latest`` is the highest fully signed state (nonce 0 is the opening state the contract
-    implies from the deposits; it carries no signatures). ``pending`` is our own proposal
-    awaiting the peer's ack. ``exposed`` lists the nonces (the latest, the next) at which we
-    signed a proposal we then abandoned: a commit at such a nonce is tentative.
-    ``abandoned`` keeps the last few abandoned proposals not yet revoked, so a late ack for
-    one of them can still commit it.
+    ``latest`` is the highest fully signed state; nonce 0 is the opening state (deposits
+    as balances), never signed: closing before any update uses the contract's empty state
+    (:func:`compute_close_state`). ``pending`` is our own proposal awaiting the peer's ack.
+    ``exposed`` lists the nonces (the latest, the next) at which we signed a proposal we
+    then abandoned: a commit at such a nonce is tentative. ``abandoned`` keeps the last few
+    abandoned proposals not yet revoked, so a late ack for one of them can still commit it.
     ``refused`` holds the proposals we refused at the next nonce. ``final_signed`` is set
-    once we sign a cooperative-close state. ``l1_deposit_a``/``l1_deposit_b`` are the deposits we
-    have seen on L1, an upper bound for a ``Deposit`` update. ``preimages`` are the
-    preimages we know (our invoices', and every settled lock's).
+    once we sign a cooperative-close state. ``l1_deposit_a``/``l1_deposit_b`` are the
+    deposits we have seen on L1, an upper bound for a ``Deposit`` update. ``preimages``
+    are the preimages we know (our invoices', and every settled lock's).
     """
 
     role: Role
@@ -464,8 +467,8 @@ def validate_channel(channel: Channel) -> None:
                                 f"latest nonce {latest.state.nonce} of this channel")
         validate_conservation(pending.state)
     if any(not latest.state.nonce <= n <= latest.state.nonce + 1 for n in channel.exposed):
-        raise InvalidUpdate("exposed", f"exposed nonces {channel.exposed} are not the latest nonce "
-                            f"{latest.state.nonce} + 1")
+        raise InvalidUpdate("exposed", f"exposed nonces {channel.exposed} are outside latest nonce "
+                            f"{latest.state.nonce} and the next")
 
 
 # --------------------------------------------------------------------------- accessors

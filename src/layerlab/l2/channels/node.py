@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +62,7 @@ from layerlab.l2.channels.routing import (
 from layerlab.l2.channels.types import ChannelId, Hashlock, SignedState
 from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.channels.wire import read_frame, write_frame
+from layerlab.l2.service import wait_for_stop_signal, write_ready_file
 from layerlab.l2.store import RecordStore
 from layerlab.primitives.types import Address, BlockNumber, ChainId, Timestamp, Wei
 
@@ -757,20 +757,11 @@ class ChannelNode:
 
 async def run_node(config: NodeConfig, ready_file: Path | None = None) -> None:
     """Run until SIGINT/SIGTERM; write ``{address, port, control_port}`` to ``ready_file``."""
-    import signal
-
     node = ChannelNode(config)
     await node.start()
-    if ready_file is not None:
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"address": _hex(node.address), "port": node.port,
-                                   "control_port": node.control_port, "pid": os.getpid()}))
-        tmp.replace(ready_file)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    write_ready_file(ready_file, {"address": _hex(node.address), "port": node.port,
+                                  "control_port": node.control_port})
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await node.stop()

@@ -36,6 +36,7 @@ from layerlab.l2.channels.types import (
     encode_signed_state,
 )
 from layerlab.l2.channels.wire import read_frame, write_frame
+from layerlab.l2.service import wait_for_stop_signal, write_ready_file
 from layerlab.l2.store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -196,28 +197,15 @@ def open_tower(contract: ChannelContract, private_key: bytes, data_dir: Path) ->
 async def run_tower(l1_url: str, contract_address: str, private_key: bytes, data_dir: Path,
                     ready_file: Path | None = None) -> None:
     """Run a watchtower service until SIGINT/SIGTERM."""
-    import json
-    import os
-    import signal
-
     from web3 import Web3
 
     w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 30}))
     tower = open_tower(ChannelContract.at(w3, contract_address), private_key, data_dir)
-    tower.store.put(CURSOR_KEY, max(int(tower.store.get(CURSOR_KEY) or 0), 0))
     server = WatchtowerServer(tower)
     await server.start()
-    if ready_file is not None:
-        tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"address": tower.address, "port": server.port,
-                                   "pid": os.getpid()}))
-        tmp.replace(ready_file)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    write_ready_file(ready_file, {"address": tower.address, "port": server.port})
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await server.stop()
         tower.store.close()
