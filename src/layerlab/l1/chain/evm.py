@@ -184,6 +184,37 @@ class LayerlabMiningChain(MiningChain):
         return BlockImportResult(*persisted, result.meta_witness), receipts, computations
 
 
+@dataclass(frozen=True, slots=True)
+class AccountOverride:
+    """One account of an ``eth_call`` state-override set.
+
+    ``state`` replaces the whole storage; ``state_diff`` changes only the given slots.
+    """
+
+    address: bytes
+    balance: int | None = None
+    nonce: int | None = None
+    code: bytes | None = None
+    state: tuple[tuple[int, int], ...] | None = None
+    state_diff: tuple[tuple[int, int], ...] = ()
+
+
+def apply_account_override(state: StateAPI, override: AccountOverride) -> None:
+    address = override.address
+    if override.balance is not None:
+        state.set_balance(address, override.balance)
+    if override.nonce is not None:
+        state.set_nonce(address, override.nonce)
+    if override.code is not None:
+        state.set_code(address, override.code)
+    if override.state is not None:
+        state.delete_storage(address)
+        for slot, value in override.state:
+            state.set_storage(address, slot, value)
+    for slot, value in override.state_diff:
+        state.set_storage(address, slot, value)
+
+
 def make_chain_class(chain_id: int) -> type[MiningChain]:
     """A py-evm MiningChain class running the Cancun VM from genesis on ``chain_id``."""
     chain_class: type[MiningChain] = LayerlabMiningChain.configure(
@@ -467,11 +498,18 @@ class EvmChain:
         with self.chain.get_vm(header or self.head).in_costless_state() as state:
             yield state
 
-    def call(self, request: CallRequest, header: BlockHeaderAPI | None = None) -> ComputationAPI:
-        """Execute a message against the post-state of ``header``; state is discarded."""
+    def call(self, request: CallRequest, header: BlockHeaderAPI | None = None,
+             overrides: Sequence[AccountOverride] = ()) -> ComputationAPI:
+        """Execute a message against the post-state of ``header``; state is discarded.
+
+        ``overrides`` replace accounts' balance, nonce, code or storage for this call only
+        (geth's ``eth_call`` state-override set).
+        """
         at = header or self.head
         gas = request.gas if request.gas is not None else at.gas_limit
         with self.costless_state(at) as state:
+            for override in overrides:
+                apply_account_override(state, override)
             tx = self._spoof(state, request, gas)
             try:
                 return state.apply_transaction(tx)

@@ -26,7 +26,7 @@ from eth_utils.address import to_checksum_address
 
 from layerlab import __version__
 from layerlab.errors import ExecutionReverted, InvalidTransaction, LayerlabError
-from layerlab.l1.chain.evm import CallRequest, MinedBlock
+from layerlab.l1.chain.evm import AccountOverride, CallRequest, MinedBlock
 from layerlab.l1.node import MiningMode, Node
 from layerlab.l1.rpc import codec
 from layerlab.l1.rpc.codec import (
@@ -123,6 +123,49 @@ def parse_log_filter(value: Any) -> LogFilter:
         topics=topics,
         block_hash=parse_hash(block_hash, "filter.blockHash") if block_hash else None,
     )
+
+
+def parse_state_overrides(value: Any) -> tuple[AccountOverride, ...]:
+    """geth's state-override set: ``{address: {balance, nonce, code, state | stateDiff}}``."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise InvalidParams("state overrides: expected an object keyed by address")
+    out = []
+    for address, fields in value.items():
+        name = f"overrides[{address}]"
+        if not isinstance(fields, dict):
+            raise InvalidParams(f"{name}: expected an object")
+        unknown = set(fields) - {"balance", "nonce", "code", "state", "stateDiff"}
+        if unknown:
+            raise InvalidParams(f"{name}: unknown fields {sorted(unknown)}")
+        if "state" in fields and "stateDiff" in fields:
+            raise InvalidParams(f"{name}: state and stateDiff are mutually exclusive")
+
+        balance = fields.get("balance")
+        nonce = fields.get("nonce")
+        code = fields.get("code")
+        out.append(AccountOverride(
+            address=parse_address(address, name),
+            balance=parse_quantity(balance, f"{name}.balance") if balance is not None else None,
+            nonce=parse_quantity(nonce, f"{name}.nonce") if nonce is not None else None,
+            code=parse_data(code, f"{name}.code") if code is not None else None,
+            state=_slots(fields["state"], f"{name}.state") if "state" in fields else None,
+            state_diff=(_slots(fields["stateDiff"], f"{name}.stateDiff")
+                        if "stateDiff" in fields else ()),
+        ))
+        if out[-1].balance is not None and out[-1].balance >= 2**256:
+            raise InvalidParams(f"{name}.balance exceeds uint256")
+        if out[-1].nonce is not None and out[-1].nonce >= 2**64:
+            raise InvalidParams(f"{name}.nonce exceeds uint64")
+    return tuple(out)
+
+
+def _slots(raw: Any, name: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(raw, dict):
+        raise InvalidParams(f"{name}: expected an object of slot -> value")
+    return tuple((int.from_bytes(parse_hash(k, name), "big"), int.from_bytes(parse_hash(v, name), "big"))
+                 for k, v in raw.items())
 
 
 def log_topics(log: Any) -> list[bytes]:
@@ -420,7 +463,8 @@ class RpcApi:
     def eth_call(self, tx: Any, block: Any = "latest", overrides: Any = None) -> str:
         obj = parse_tx_object(tx)
         header = self.state_header(block)
-        computation = self.node.chain.call(self._call_request(obj), header)
+        computation = self.node.chain.call(self._call_request(obj), header,
+                                           parse_state_overrides(overrides))
         self._raise_if_failed(computation)
         return hex_data(computation.output)
 
