@@ -11,9 +11,9 @@ Protocol (a two-message version of BOLT 2's ``update_*`` / ``commitment_signed``
 revoking them with per-commitment secrets):
 
 1. The proposer builds the next state from its latest fully signed one and one
-   :data:`Update` (``Pay``, ``AddLock``, ``SettleLock``, ``FailLock``, ``Deposit``), signs
-   it (EIP-712) and sends a :class:`Proposal` carrying the update, the state and its
-   signature. It keeps the proposal as ``pending``: one proposal in flight per channel.
+   :data:`Update` (``Pay``, ``AddLock``, ``SettleLock``, ``FailLock``, ``Deposit``,
+   ``Close``), signs it (EIP-712) and sends a :class:`Proposal` carrying the update, the
+   state and its signature. It keeps the proposal as ``pending``: one proposal in flight per channel.
 2. The counterparty checks the proposal against *its* latest state (channel id, nonce,
    conservation, the update's own rules, that the state is exactly what the update makes
    of the latest one, the proposer's signature), countersigns and answers with an
@@ -28,9 +28,10 @@ have received it countersigned).
 
 Only one proposal is in flight per party. When both propose at once, **``a`` wins**: ``a``
 refuses ``b``'s proposal (:class:`ConcurrentProposal`), while ``b`` countersigns ``a``'s
-and drops its own (a :class:`ProposalAbandoned` event; the caller retries). Any other
-refusal is answered, by :func:`apply_refusal`, with a signed :class:`Reject` bound to that
-exact proposal, and the proposer abandons it.
+and drops its own (a :class:`ProposalAbandoned` event; the caller retries). Any refused
+proposal is answered with a signed :class:`Reject` bound to that exact proposal
+(:func:`apply_refusal`), and the proposer abandons it. A refusal never changes the
+refusing channel; replays and stale messages (nonce not above the latest) are refused.
 
 An abandoned proposal keeps our signature, so until a higher nonce is fully signed the peer
 could still countersign it and close on it. Two consequences, both tracked here:
@@ -42,16 +43,25 @@ could still countersign it and close on it. Two consequences, both tracked here:
   carries ``final=False`` and the commit becomes final with the next one (a party that
   lost a tie makes that happen at once by retrying its own update).
 
+The proposer accepts a late ack for a proposal it abandoned (the peer refused it, then
+took it when it came again, e.g. an identical retry), so the two sides stay in step. The
+transport is assumed to deliver the peer's messages in order (TCP). Someone able to inject
+old messages into both directions can split a channel (each side commits a different one
+of two abandoned proposals at one nonce); both commits are then tentative and no value is
+at risk, but the channel must close on L1: no worse than dropping messages, which such an
+attacker can do anyway. Authenticate the peer connection.
+
 A cooperative close is the ``Close`` update: both sign the latest balances at the
 contract's ``FINAL_NONCE``. Whoever has signed a final state accepts no other update, since
 the peer may cash that state out at any time.
 
 HTLCs follow BOLT 2: ``AddLock`` (``update_add_htlc``) is offered by the payer with a
 hashlock ``sha256(preimage)`` and an expiry in L1 blocks, far enough ahead
-(``cltv_expiry_delta``) and not too far; ``SettleLock`` (``update_fulfill_htlc``) is proposed
-by the lock's receiver with the preimage before the lock expires; ``FailLock``
-(``update_fail_htlc``) is proposed by the receiver at any time, or by the payer once the
-lock has expired (the off-chain form of the on-chain refund). ``Deposit`` records an L1
+(``cltv_expiry_delta``) and not too far; ``SettleLock`` (``update_fulfill_htlc``) is
+proposed by the lock's receiver with the preimage up to the lock's expiry block (as the
+contract accepts a claim); ``FailLock`` (``update_fail_htlc``) is proposed by the receiver
+at any time, or by the payer once the lock has expired (the off-chain form of the
+on-chain refund). ``Deposit`` records an L1
 top-up, credited to the depositor, once both parties have seen it on L1
 (:func:`apply_observed_deposits`).
 
@@ -70,7 +80,6 @@ from types import MappingProxyType
 from typing import Any, Literal, NewType, TypeAlias, TypeVar
 
 import coincurve
-from eth_abi.exceptions import EncodingError
 from eth_hash.auto import keccak
 
 from layerlab.crypto.secp256k1 import BadSignature
@@ -91,8 +100,8 @@ _REJECT_TAG = b"\x19layerlab-channels:reject"
 _NONCE_ZERO = Nonce(0)
 FINAL_NONCE = 2**64 - 1
 """The contract's ``FINAL_NONCE``: the nonce of a cooperative-close state."""
-MAX_REFUSED = 8
-"""Refused proposals remembered (until the next commit), and abandoned ones kept."""
+MAX_ABANDONED = 8
+"""Abandoned proposals kept (until revoked) so that a late ack can still commit one."""
 DEFAULT_SETTLE_TIMEOUT = BlockNumber(20)
 DEFAULT_MIN_LOCK_DELTA = BlockNumber(8)
 """A new lock must expire more than this many blocks ahead (BOLT 2 ``cltv_expiry_delta``)."""
@@ -124,8 +133,8 @@ class WrongChannel(InvalidChannelUpdate):
 
 
 class StaleMessage(InvalidChannelUpdate):
-    """A replayed or outdated message: nonce not the latest's plus one, a proposal already
-    refused, or an ack/reject for a proposal that is not pending."""
+    """A replayed or outdated message: a proposal whose nonce is not above the latest, or
+    an ack/reject for no proposal of ours in flight."""
 
 
 class ConcurrentProposal(InvalidChannelUpdate):
@@ -357,7 +366,7 @@ class Channel:
     ``exposed`` lists the nonces (the latest, the next) at which we signed a proposal we
     then abandoned: a commit at such a nonce is tentative. ``abandoned`` keeps the last few
     abandoned proposals not yet revoked, so a late ack for one of them can still commit it.
-    ``refused`` holds the proposals we refused at the next nonce. ``final_signed`` is set
+    ``final_signed`` is set
     once we sign a cooperative-close state. ``l1_deposit_a``/``l1_deposit_b`` are the
     deposits we have seen on L1, an upper bound for a ``Deposit`` update. ``preimages``
     are the preimages we know (our invoices', and every settled lock's).
@@ -375,7 +384,6 @@ class Channel:
     pending: Proposal | None = None
     exposed: tuple[Nonce, ...] = ()
     abandoned: tuple[Proposal, ...] = ()
-    refused: tuple[Hash32, ...] = ()
     final_signed: bool = False
     preimages: Mapping[Hashlock, Preimage] = field(default_factory=_empty_preimages)
 
@@ -793,7 +801,7 @@ def _committed(channel: Channel, latest: SignedState, update: Update, proposer: 
         events += (PreimageLearned(update.hashlock, update.preimage),)
     abandoned = tuple(p for p in channel.abandoned if p.nonce == nonce)
     exposed = tuple(n for n in channel.exposed if n >= nonce)
-    return Transition(replace(channel, latest=latest, refused=(), abandoned=abandoned, exposed=exposed,
+    return Transition(replace(channel, latest=latest, abandoned=abandoned, exposed=exposed,
                               preimages=preimages,
                               final_signed=channel.final_signed or isinstance(update, Close)), (), events)
 
@@ -803,7 +811,7 @@ def _committed(channel: Channel, latest: SignedState, update: Update, proposer: 
 
 def _abandon(channel: Channel, proposal: Proposal) -> Channel:
     """``channel`` with ``proposal`` (ours, possibly still countersigned by the peer) given up."""
-    abandoned = (*channel.abandoned, proposal)[-MAX_REFUSED:]
+    abandoned = (*channel.abandoned, proposal)[-MAX_ABANDONED:]
     if isinstance(proposal.update, Close):  # final_signed already bars every other update
         return replace(channel, pending=None, abandoned=abandoned)
     return replace(channel, pending=None, exposed=tuple(sorted({*channel.exposed, proposal.nonce})),
@@ -842,9 +850,9 @@ def apply_proposal(channel: Channel, proposal: Proposal, current_block: BlockNum
     """Check the peer's proposal against our latest state; countersign and ack it.
 
     Checks, cheapest first: channel id, still open, the tie rule (``a``'s proposal in
-    flight wins), nonce the latest's plus one, not a proposal refused before, conservation,
-    the update's rules with the peer as proposer, the state equals what the update makes of
-    our latest, the peer's signature. ``b`` drops a proposal of its own in flight."""
+    flight wins), nonce the latest's plus one, conservation, the update's rules with the
+    peer as proposer, the state equals what the update makes of our latest, the peer's
+    signature. ``b`` drops a proposal of its own in flight."""
     validate_channel_id(channel, proposal.channel_id)
     update = proposal.update
     _validate_open(channel, update)
@@ -857,10 +865,6 @@ def apply_proposal(channel: Channel, proposal: Proposal, current_block: BlockNum
                                  "b retries after it")
     validate_proposal_nonce(channel, proposal.nonce, update)
     superseding = pending is not None and not same_close
-    if superseding and compute_proposal_hash(proposal) in channel.refused:
-        # a's genuine proposals cross ours in flight; one we refused before is a replay, and
-        # a may since have countersigned ours: dropping ours for it would split the channel
-        raise StaleMessage("replay", f"proposal nonce {proposal.nonce} was already refused")
     validate_conservation(proposal.state)
     expected = compute_next_state(channel, update, channel.peer_role, proposal.nonce, current_block)
     validate_proposed_state(expected, proposal.state)
@@ -940,29 +944,13 @@ def apply_message(channel: Channel, message: Message, current_block: BlockNumber
 
 
 def apply_refusal(channel: Channel, message: Message, error: ChannelError) -> Transition:
-    """What to do after refusing ``message`` with ``error``: answer a proposal for this
-    channel with a signed :class:`Reject` so its proposer can abandon it and retry.
-
-    A correctly signed proposal refused at the next nonce is remembered (the last
-    :data:`MAX_REFUSED`, until the next commit) and refused if it comes again: it may have
-    become valid (a block later) after its proposer abandoned it and signed something else
-    at that nonce. (A ``Close`` is not remembered: resending it is harmless, as its state
-    only depends on the latest one.) Refused acks and rejects get no answer (no ping-pong)."""
+    """After :func:`apply_message` refused ``message`` with ``error``: the unchanged channel
+    and, for a proposal on this channel, a signed :class:`Reject` to send back so its
+    proposer can abandon it and retry; nothing for a refused ack or reject (no ping-pong)."""
     if not isinstance(message, Proposal) or message.channel_id != channel.channel_id:
         return Transition(channel)
-    refused = channel.refused
-    proposal_hash = compute_proposal_hash(message)
-    if message.nonce == get_next_nonce(channel) and proposal_hash not in refused \
-            and message.state.is_conserving():
-        try:
-            digest: bytes | None = channel.domain.digest(message.state)
-        except EncodingError:  # out-of-range fields: cannot be a state the peer signed
-            digest = None
-        if digest is not None and _is_signed_by_digest(digest, message.signature, channel.peer):
-            refused = (*refused, proposal_hash)[-MAX_REFUSED:]
     check = error.check if isinstance(error, InvalidChannelUpdate) else "refused"
-    reject = compute_reject(channel, message, f"{check}: {error}")
-    return Transition(replace(channel, refused=refused), (reject,), ())
+    return Transition(channel, (compute_reject(channel, message, f"{check}: {error}"),), ())
 
 
 def apply_preimage(channel: Channel, preimage: Preimage) -> Channel:
@@ -983,8 +971,11 @@ def apply_observed_deposits(channel: Channel, deposit_a: Wei, deposit_b: Wei) ->
 
 
 def compute_proposal_hash(proposal: Proposal) -> Hash32:
-    """Identifies one proposal: ``keccak256(signature)`` (the signature commits to the state)."""
-    return Hash32(bytes(keccak(proposal.signature)))
+    """Identifies one proposal: ``keccak256(signature || update JSON)``. The signature
+    commits to the state but not to the update sent with it, so a copy of a genuine
+    proposal with a wrong update is a different proposal (refusing it must not touch the
+    genuine one)."""
+    return Hash32(bytes(keccak(proposal.signature + _dumps(_update_to_obj(proposal.update)).encode())))
 
 
 def compute_reject_digest(domain: Domain, channel_id: ChannelId, nonce: Nonce, proposal_hash: Hash32,
@@ -1164,7 +1155,6 @@ def encode_channel(channel: Channel) -> str:
         "pending": None if channel.pending is None else json.loads(channel.pending.to_json()),
         "exposed": list(channel.exposed), "final_signed": channel.final_signed,
         "abandoned": [json.loads(p.to_json()) for p in channel.abandoned],
-        "refused": [_hex(h) for h in channel.refused],
         "preimages": sorted(_hex(p) for p in channel.preimages.values()),
     })
 
@@ -1202,18 +1192,16 @@ def decode_channel(data: str | bytes, private_key: bytes) -> Channel:
     if not isinstance(exposed_list, list):
         raise MalformedMessage("malformed", "field 'exposed' must be a list")
     exposed = tuple(Nonce(_uint({"n": n}, "n", 64)) for n in exposed_list)
-    refused_list = _field(obj, "refused")
     final_signed = _field(obj, "final_signed")
-    if not isinstance(refused_list, list) or not isinstance(final_signed, bool):
-        raise MalformedMessage("malformed", "fields 'refused' and 'final_signed' must be a list and "
-                               "a boolean")
+    if not isinstance(final_signed, bool):
+        raise MalformedMessage("malformed", "field 'final_signed' must be a boolean")
     channel = Channel(
         role=role, address=Address(_bytes(obj, "address", 20)), peer=Address(_bytes(obj, "peer", 20)),
         domain=Domain(_uint(obj, "chain_id", 256), _bytes(obj, "verifying_contract", 20)),
         latest=latest, l1_deposit_a=Wei(_uint(obj, "l1_deposit_a", 256)),
         l1_deposit_b=Wei(_uint(obj, "l1_deposit_b", 256)), private_key=private_key, config=config,
         pending=pending, exposed=exposed, abandoned=abandoned,
-        refused=tuple(Hash32(_bytes({"h": h}, "h", 32)) for h in refused_list), final_signed=final_signed,
+        final_signed=final_signed,
         preimages=MappingProxyType({compute_hashlock(p): p for p in preimages}))
     validate_channel(channel)
     return channel
