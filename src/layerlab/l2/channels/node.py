@@ -64,7 +64,7 @@ from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.channels.wire import read_frame, write_frame
 from layerlab.l2.service import wait_for_stop_signal, write_ready_file
 from layerlab.l2.store import RecordStore
-from layerlab.primitives.types import Address, BlockNumber, ChainId, Timestamp, Wei
+from layerlab.primitives.types import Address, BlockNumber, ChainId, Nonce, Timestamp, Wei
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,12 @@ class ChannelNode:
         self.port = config.port
         self.control_port = config.control_port
         self._attempt_failed: dict[bytes, asyncio.Event] = {}
+        self._tentative: dict[bytes, list[m.UpdateCommitted]] = {}
+        self._unsure: dict[bytes, tuple[bytes, int, int]] = {}
+        self._failing: set[tuple[bytes, bytes]] = set()
+        self._settle_after: dict[bytes, int] = {}
+        """Channels closed unilaterally on L1, by settle block: settle once it passes."""
+        """Forwarded locks whose outgoing proposal was abandoned: (channel, nonce, expiry)."""
         self._background: set[asyncio.Future[Any]] = set()
         self._outboxes: dict[bytes, asyncio.Queue[dict[str, Any]]] = {}
         self._main_loop: asyncio.AbstractEventLoop | None = None
@@ -359,12 +365,21 @@ class ChannelNode:
     def _on_event(self, channel: m.Channel, event: m.Event) -> None:
         waiter = self.inflight.get(channel.channel_id)
         if isinstance(event, m.UpdateCommitted):
-            if event.proposer == channel.role and waiter is not None:
-                del self.inflight[channel.channel_id]
-                if not waiter.future.done():
-                    waiter.future.set_result(event)
-            else:
+            if event.proposer == channel.role:
+                # usually the proposal in flight; it may also be an earlier one we had
+                # abandoned, which the peer countersigned after all (see machine.apply_ack)
+                if waiter is not None and waiter.update == event.update:
+                    del self.inflight[channel.channel_id]
+                    if not waiter.future.done():
+                        waiter.future.set_result(event)
+            elif event.final:
                 self._on_peer_update(channel, event)
+            else:
+                # tentative: we also signed another state at this nonce; act once final
+                self._tentative.setdefault(channel.channel_id, []).append(event)
+            if event.final:
+                for earlier in self._tentative.pop(channel.channel_id, []):
+                    self._on_peer_update(channel, earlier)
             tower = self._tower()
             if tower is not None:
                 self._spawn(self._to_tower(tower, event.state))
@@ -483,7 +498,11 @@ class ChannelNode:
         self._save_forward(fwd)
         outcome = await self._submit_safely(out_channel, m.AddLock(
             Wei(amount), Hashlock(hashlock), BlockNumber(expiry)), {"hops": hops[1:]})
-        if not isinstance(outcome, m.UpdateCommitted):
+        if isinstance(outcome, m.ProposalAbandoned):
+            # we signed the lock: the next hop could still commit or close on it, so the
+            # incoming lock is failed only once that state is revoked or the lock expired
+            self._unsure[hashlock] = (out_channel, int(outcome.nonce), expiry)
+        elif not isinstance(outcome, m.UpdateCommitted):
             fwd.state = "failed"
             self._save_forward(fwd)
             await self._fail(in_channel, hashlock, f"next hop refused: {outcome}")
@@ -682,7 +701,49 @@ class ChannelNode:
                 await asyncio.to_thread(self._poll_l1)
             except Exception:  # L1 briefly unreachable: try again next round
                 log.exception("L1 poll failed")
+            self._resolve_unsure()
+            self._fail_expired()
             await asyncio.sleep(self.config.poll_interval)
+
+    def _resolve_unsure(self) -> None:
+        """Forwarded locks whose outgoing proposal was abandoned: once that state can no
+        longer be committed or closed on (revoked, or the lock expired), fail upstream; if
+        the peer countersigned it after all, it is simply forwarded."""
+        for hashlock, (out_channel, nonce, expiry) in list(self._unsure.items()):
+            channel = self.channels[out_channel]
+            if m.get_lock(channel.latest.state, Hashlock(hashlock)) is not None:
+                del self._unsure[hashlock]
+            elif m.is_revoked(channel, Nonce(nonce)) or self.block > expiry:
+                del self._unsure[hashlock]
+                self._on_downstream_failed(out_channel, hashlock)
+
+    def _fail_expired(self) -> None:
+        """Locks we offered that expired unsettled: propose FailLock (BOLT 2 lets the payer
+        time them out); the upstream lock is failed when that commits. A peer that never
+        answers keeps the lock in our latest state: close on L1 and it is refunded at
+        settlement."""
+        for channel_id, channel in self.channels.items():
+            if m.is_closed(channel) or channel.pending is not None:
+                continue
+            for lock in m.get_refundable_locks(channel, self.block):
+                if (channel_id, lock.hashlock) in self._failing:
+                    continue
+                self._failing.add((channel_id, lock.hashlock))
+                self._spawn(self._fail_expired_lock(channel_id, bytes(lock.hashlock)))
+
+    async def _fail_expired_lock(self, channel_id: bytes, hashlock: bytes) -> None:
+        try:
+            outcome = await self._submit_safely(channel_id, m.FailLock(Hashlock(hashlock)))
+            if isinstance(outcome, m.UpdateCommitted):
+                self._on_downstream_failed(channel_id, hashlock)
+            else:
+                log.warning("peer of 0x%s does not fail expired lock 0x%s (%s); closing on L1",
+                            channel_id.hex()[:12], hashlock.hex()[:12], outcome)
+                with contextlib.suppress(ChannelError):
+                    await self.close(channel_id, cooperative=False)
+                self._on_downstream_failed(channel_id, hashlock)
+        finally:
+            self._failing.discard((channel_id, hashlock))
 
     def _poll_l1(self) -> None:
         head = self.contract.block_number()
@@ -699,6 +760,7 @@ class ChannelNode:
             elif event.name in ("ChannelSettled", "CooperativelyClosed", "ChannelChallenged"):
                 self.graph = apply_channel_closed(self.graph, cid)
             elif event.name == "ChannelClosed" and cid in self.channels:
+                self._settle_after[cid] = int(event.args.get("settleBlock", 0))
                 self._on_closed_on_l1(cid, int(event.args.get("nonce", 0)))
             elif event.name == "LockClaimed":
                 preimage = bytes(event.args["preimage"])
@@ -706,6 +768,15 @@ class ChannelNode:
                 self._main_loop.call_soon_threadsafe(
                     self._on_preimage, bytes(event.args["hashlock"]), preimage)
         self.l1_cursor = head + 1
+        for closing, settle_block in list(self._settle_after.items()):
+            if head > settle_block:
+                try:
+                    self.contract.settle(self.key, ChannelId(closing))
+                    del self._settle_after[closing]
+                    log.info("settled 0x%s on L1", closing.hex()[:12])
+                except ChannelTxError as exc:  # locks not expired yet, or already settled
+                    if "WrongStatus" in str(exc):
+                        del self._settle_after[closing]
 
     def _on_closed_on_l1(self, channel_id: bytes, closed_nonce: int) -> None:
         channel = self.channels[channel_id]
