@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 from eth_account import Account
+from eth_hash.auto import keccak
 from web3 import Web3
 
 from layerlab.errors import ChannelError
@@ -59,6 +61,7 @@ from layerlab.l2.channels.routing import (
     create_graph,
     find_route,
 )
+from layerlab.l2.channels.signing import recover_digest_signer, sign_digest
 from layerlab.l2.channels.types import ChannelId, Hashlock, SignedState
 from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.channels.wire import read_frame, write_frame
@@ -75,7 +78,17 @@ PAYMENT_PREFIX = b"payment:"
 MAX_RETRIES = 5
 """Route attempts per payment (BOLT 4 leaves this to the payer; lnd's default is larger)."""
 PROPOSAL_TIMEOUT = 10.0
-"""Seconds to wait for the peer's answer to one proposal before giving up on it."""
+"""Seconds to wait for the peer's answer to one proposal before failing the command."""
+RESEND_INTERVAL = 2.0
+"""Seconds between re-sends of an unanswered proposal."""
+
+
+class ProposalTimeout(ChannelError):
+    """The peer did not answer; our signed proposal stays pending on the channel."""
+
+
+def _future() -> asyncio.Future[m.Event]:
+    return asyncio.get_running_loop().create_future()
 
 
 def _hex(value: bytes) -> str:
@@ -264,11 +277,65 @@ class ChannelNode:
             raise ChannelError(f"peer 0x{peer.hex()} is not in the network directory")
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(entry["host"], entry["port"]), 10)
-        await write_frame(writer, {"type": "hello", "address": _hex(self.address)})
+        try:
+            await asyncio.wait_for(self._handshake_as_dialer(reader, writer, peer), 10)
+        except (ChannelError, TimeoutError, asyncio.IncompleteReadError, KeyError,
+                ValueError) as exc:
+            writer.close()
+            raise ChannelError(f"handshake with 0x{peer.hex()} failed: {exc}") from exc
         link = PeerLink(peer, writer)
         self.links[peer] = link
         self._tasks.append(asyncio.create_task(self._read_loop(reader, link)))
+        self._reestablish(peer)
         return link
+
+    # Peers prove their addresses by signing the other side's fresh nonce (the role of
+    # BOLT 8's Noise_XK handshake; frames after it are not encrypted, as everything that
+    # moves value inside them is signed anyway).
+    def _hello_digest(self, kind: bytes, listener: bytes, nonce: bytes) -> bytes:
+        return bytes(keccak(b"layerlab-channels:" + kind + listener + nonce))
+
+    async def _handshake_as_dialer(self, reader: asyncio.StreamReader,
+                                   writer: asyncio.StreamWriter, peer: bytes) -> None:
+        challenge = await read_frame(reader)
+        if challenge.get("type") != "challenge" or _unhex(challenge["address"]) != peer:
+            raise ChannelError("the listener is not the expected peer")
+        my_nonce = os.urandom(32)
+        digest = self._hello_digest(b"hello", peer, _unhex(challenge["nonce"]))
+        await write_frame(writer, {"type": "hello", "address": _hex(self.address),
+                                   "nonce": _hex(my_nonce),
+                                   "signature": _hex(sign_digest(digest, self.key))})
+        welcome = await read_frame(reader)
+        signer = recover_digest_signer(self._hello_digest(b"welcome", self.address, my_nonce),
+                                       _unhex(welcome["signature"]))
+        if welcome.get("type") != "welcome" or signer != peer:
+            raise ChannelError("the listener did not prove its address")
+
+    async def _handshake_as_listener(self, reader: asyncio.StreamReader,
+                                     writer: asyncio.StreamWriter) -> bytes:
+        nonce = os.urandom(32)
+        await write_frame(writer, {"type": "challenge", "address": _hex(self.address),
+                                   "nonce": _hex(nonce)})
+        hello = await read_frame(reader)
+        if hello.get("type") != "hello":
+            raise ChannelError("peer did not introduce itself")
+        claimed = _unhex(hello["address"])
+        signer = recover_digest_signer(self._hello_digest(b"hello", self.address, nonce),
+                                       _unhex(hello["signature"]))
+        if signer != claimed:
+            raise ChannelError(f"hello claims 0x{claimed.hex()} but is signed by 0x{signer.hex()}")
+        digest = self._hello_digest(b"welcome", claimed, _unhex(hello["nonce"]))
+        await write_frame(writer, {"type": "welcome",
+                                   "signature": _hex(sign_digest(digest, self.key))})
+        return claimed
+
+    def _reestablish(self, peer: bytes) -> None:
+        """After (re)connecting, re-send our proposals still awaiting an answer
+        (the part of BOLT 2's ``channel_reestablish`` this protocol needs)."""
+        for channel in self.channels.values():
+            if channel.peer == peer and channel.pending is not None:
+                self._spawn(self._send_quietly(peer, {"type": "msg",
+                                                      "msg": channel.pending.to_json()}))
 
     async def _send(self, peer: bytes, frame: dict[str, Any]) -> None:
         link = await self._link(peer)
@@ -277,11 +344,10 @@ class ChannelNode:
     async def _on_connection(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         try:
-            hello = await asyncio.wait_for(read_frame(reader), 10)
-            if hello.get("type") != "hello":
-                raise ChannelError("peer did not introduce itself")
-            link = PeerLink(_unhex(hello["address"]), writer)
+            peer = await asyncio.wait_for(self._handshake_as_listener(reader, writer), 10)
+            link = PeerLink(peer, writer)
             self.links[link.address] = link
+            self._reestablish(peer)
             await self._read_loop(reader, link)
         except (TimeoutError, ChannelError, asyncio.IncompleteReadError, ConnectionError,
                 KeyError, ValueError) as exc:
@@ -322,6 +388,12 @@ class ChannelNode:
 
     # ------------------------------------------------------------------ channel transitions
     def _apply(self, channel: m.Channel, message: m.Message) -> None:
+        if isinstance(message, m.Proposal) and message.state == channel.latest.state:
+            # a retransmission of a proposal we already countersigned: our ack was lost
+            mine = channel.latest.sig_a if channel.role == "a" else channel.latest.sig_b
+            ack = m.Ack(channel.channel_id, message.nonce, mine)
+            self._spawn(self._send_quietly(channel.peer, {"type": "msg", "msg": ack.to_json()}))
+            return
         try:
             transition = m.apply_message(channel, message, self.block)
         except ChannelError as exc:
@@ -443,19 +515,48 @@ class ChannelNode:
         return self.channels[channel_id].role == "a"
 
     async def _propose(self, channel_id: bytes, waiter: Waiter) -> m.Event | BaseException:
+        stuck = self.channels[channel_id].pending
+        if stuck is not None:  # an earlier proposal still unanswered: settle its fate first
+            outcome = await self._await_answer(channel_id, Waiter(stuck.update, _future(),
+                                                                  None), resend=True)
+            if isinstance(outcome, BaseException):
+                return outcome
         channel = self.channels[channel_id]
         try:
             transition = m.apply_command(channel, waiter.update, self.block)
         except ChannelError as exc:
             return exc
-        inner: asyncio.Future[m.Event] = asyncio.get_running_loop().create_future()
-        self.inflight[channel_id] = Waiter(waiter.update, inner, waiter.forward)
+        inner = Waiter(waiter.update, _future(), waiter.forward)
+        self.inflight[channel_id] = inner
         self._commit(transition, waiter.forward)
-        try:
-            return await asyncio.wait_for(asyncio.shield(inner), PROPOSAL_TIMEOUT)
-        except TimeoutError:
-            return ChannelError(f"peer did not answer proposal on 0x{channel_id.hex()} "
-                                f"within {PROPOSAL_TIMEOUT} s")
+        return await self._await_answer(channel_id, inner, resend=False)
+
+    async def _await_answer(self, channel_id: bytes, waiter: Waiter,
+                            resend: bool) -> m.Event | BaseException:
+        """Wait for the peer's answer to our pending proposal, re-sending it every
+        ``RESEND_INTERVAL`` (a lost frame, a reconnecting peer). After ``PROPOSAL_TIMEOUT``
+        the proposal stays pending (we signed it; only the peer's answer or a higher
+        commit can end it) and the command fails."""
+        self.inflight[channel_id] = waiter
+        deadline = time.monotonic() + PROPOSAL_TIMEOUT
+        while True:
+            pending = self.channels[channel_id].pending
+            if resend and pending is not None:
+                self._spawn(self._send_quietly(self.channels[channel_id].peer, {
+                    "type": "msg", "msg": pending.to_json(), "forward": waiter.forward}))
+            resend = True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return ProposalTimeout(f"peer did not answer proposal nonce "
+                                       f"{pending.nonce if pending else '?'} on "
+                                       f"0x{channel_id.hex()} within {PROPOSAL_TIMEOUT} s")
+            try:
+                return await asyncio.wait_for(asyncio.shield(waiter.future),
+                                              min(left, RESEND_INTERVAL))
+            except TimeoutError:
+                if self.channels[channel_id].pending is None:  # resolved another way
+                    self.inflight.pop(channel_id, None)
+                    return ChannelError("proposal resolved without an answer to us")
 
     # ------------------------------------------------------------------ HTLC flow
     def _on_peer_update(self, channel: m.Channel, event: m.UpdateCommitted) -> None:
@@ -471,6 +572,9 @@ class ChannelNode:
         if invoice is not None:  # we are the payee
             if lock.amount < invoice["amount"]:
                 await self._fail(in_channel, hashlock, "amount below the invoice")
+                return
+            if invoice.get("paid"):
+                await self._fail(in_channel, hashlock, "invoice already paid")
                 return
             preimage = m.Preimage(_unhex(invoice["preimage"]))
             self._save_channel(m.apply_preimage(self.channels[in_channel], preimage))
@@ -498,14 +602,24 @@ class ChannelNode:
         self._save_forward(fwd)
         outcome = await self._submit_safely(out_channel, m.AddLock(
             Wei(amount), Hashlock(hashlock), BlockNumber(expiry)), {"hops": hops[1:]})
-        if isinstance(outcome, m.ProposalAbandoned):
+        if not isinstance(outcome, m.UpdateCommitted) and self._signed_lock(out_channel, hashlock):
             # we signed the lock: the next hop could still commit or close on it, so the
             # incoming lock is failed only once that state is revoked or the lock expired
-            self._unsure[hashlock] = (out_channel, int(outcome.nonce), expiry)
+            nonce = self.channels[out_channel].latest.state.nonce + 1
+            self._unsure[hashlock] = (out_channel, nonce, expiry)
         elif not isinstance(outcome, m.UpdateCommitted):
             fwd.state = "failed"
             self._save_forward(fwd)
             await self._fail(in_channel, hashlock, f"next hop refused: {outcome}")
+
+    def _signed_lock(self, channel_id: bytes, hashlock: bytes) -> bool:
+        """True when we signed a not-yet-revoked state holding this lock (pending or
+        abandoned proposals): the peer may still commit it."""
+        channel = self.channels[channel_id]
+        proposals = [channel.pending] if channel.pending is not None else []
+        proposals += list(channel.abandoned)
+        return any(isinstance(p.update, m.AddLock) and p.update.hashlock == hashlock
+                   and not m.is_revoked(channel, p.nonce) for p in proposals)
 
     async def _submit_safely(self, channel_id: bytes, update: m.Update,
                              forward: dict[str, Any] | None = None) -> m.Event | str:
@@ -632,8 +746,12 @@ class ChannelNode:
             outcome = await self._submit_safely(first.channel_id, m.AddLock(
                 first.amount, Hashlock(hashlock), first.expiry), {"hops": hops})
             if not isinstance(outcome, m.UpdateCommitted):
-                payment.excluded.append(bytes(first.channel_id))
                 payment.error = str(outcome)
+                if self._signed_lock(first.channel_id, hashlock):
+                    # the first hop may still take the lock we signed: another route could
+                    # make us pay twice, so this payment ends here (its lock times out)
+                    break
+                payment.excluded.append(bytes(first.channel_id))
                 continue
             self.forwards[hashlock] = Forward(hashlock, b"", bytes(first.channel_id), "origin")
             done = asyncio.ensure_future(failed.wait())
