@@ -256,9 +256,14 @@ def channels_node(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     desc = _net(net_dir)
     key = derive_dev_accounts(count=index + 1)[index].private_key
+    # a restarted node takes the ports the network directory lists for it, so peers find it
+    nodes: dict[str, dict[str, int]] = desc["nodes"]  # type: ignore[assignment]
+    listed: dict[str, int] = next((e for e in nodes.values() if e["index"] == index), {})
     config = NodeConfig(private_key=key, data_dir=net_dir / f"node{index}",
                         l1_url=str(desc["l1_url"]), contract_address=str(desc["contract"]),
-                        directory=net_dir / "network.json", settle_timeout=settle_timeout)
+                        directory=net_dir / "network.json", settle_timeout=settle_timeout,
+                        port=int(listed.get("port", 0)),
+                        control_port=int(listed.get("control_port", 0)))
     asyncio.run(run_node(config, net_dir / f"node{index}.ready"))
 
 

@@ -103,10 +103,12 @@ def up(nodes: int, net_dir: Path = DEFAULT_NET_DIR, l1_url: str | None = None,
         ready.unlink(missing_ok=True)
         args = ["channels", "node", "--net-dir", str(net_dir), "--index", str(i),
                 "--settle-timeout", str(settle_timeout)]
-        procs.append((i, ready, _spawn(args, net_dir / f"node{i}.log")))
+        proc = _spawn(args, net_dir / f"node{i}.log")
+        procs.append((i, ready, proc))
+        desc["pids"].append(proc.pid)  # recorded at once, so `down` stops it whatever happens
+    (net_dir / "network.json").write_text(json.dumps(desc, indent=2))
     for i, ready, proc in procs:
         info = _wait_for(ready, proc)
-        desc["pids"].append(proc.pid)
         desc["nodes"][info["address"]] = {"index": i, "host": "127.0.0.1", "port": info["port"],
                                           "control_port": info["control_port"], "pid": proc.pid,
                                           "fee": DEFAULT_FEE}
@@ -115,8 +117,9 @@ def up(nodes: int, net_dir: Path = DEFAULT_NET_DIR, l1_url: str | None = None,
         ready.unlink(missing_ok=True)
         proc = _spawn(["channels", "tower", "--net-dir", str(net_dir),
                        "--index", str(nodes + 1)], net_dir / "tower.log")
-        info = _wait_for(ready, proc)
         desc["pids"].append(proc.pid)
+        (net_dir / "network.json").write_text(json.dumps(desc, indent=2))
+        info = _wait_for(ready, proc)
         desc["tower"] = {"host": "127.0.0.1", "port": info["port"], "pid": proc.pid,
                          "address": info["address"]}
     (net_dir / "network.json").write_text(json.dumps(desc, indent=2))

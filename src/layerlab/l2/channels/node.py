@@ -79,6 +79,8 @@ MAX_RETRIES = 5
 """Route attempts per payment (BOLT 4 leaves this to the payer; lnd's default is larger)."""
 PROPOSAL_TIMEOUT = 10.0
 """Seconds to wait for the peer's answer to one proposal before failing the command."""
+SETTLE_GRACE_BLOCKS = 3
+"""Blocks the non-closer waits after the settle block before settling itself."""
 RESEND_INTERVAL = 2.0
 """Seconds between re-sends of an unanswered proposal."""
 
@@ -141,7 +143,7 @@ class Payment:
     payee: bytes
     attempts: int = 0
     excluded: list[bytes] = field(default_factory=list)
-    status: str = "pending"  # pending -> succeeded | failed
+    status: str = "pending"  # pending -> succeeded | failed | in_flight (-> either)
     preimage: bytes | None = None
     error: str = ""
     started: float = field(default_factory=time.perf_counter)
@@ -360,7 +362,7 @@ class ChannelNode:
                 frame = await read_frame(reader)
                 try:
                     await self._on_frame(link, frame)
-                except ChannelError as exc:
+                except (ChannelError, KeyError, TypeError, ValueError) as exc:
                     log.warning("frame from 0x%s refused: %s", link.address.hex(), exc)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -373,7 +375,10 @@ class ChannelNode:
         if kind == "channel_opened":
             await self._accept_channel(link.address, ChannelId(_unhex(frame["channel_id"])))
         elif kind == "msg":
-            message = m.decode_message(frame["msg"])
+            raw = frame.get("msg")
+            if not isinstance(raw, str):
+                raise ChannelError("a msg frame must carry the message as a JSON string")
+            message = m.decode_message(raw)
             channel_id = message.channel_id
             channel = self.channels.get(channel_id)
             if channel is None or channel.peer != link.address:
@@ -652,7 +657,7 @@ class ChannelNode:
             self._save_channel(m.apply_preimage(channel, m.Preimage(preimage)))
             self._spawn(self._settle(fwd.in_channel, hashlock, preimage))
         payment = self.payments.get(hashlock)
-        if payment is not None and payment.status == "pending":
+        if payment is not None and payment.status in ("pending", "in_flight"):
             payment.status, payment.preimage = "succeeded", preimage
             payment.finished = time.perf_counter()
             self._save_payment(payment)
@@ -667,6 +672,9 @@ class ChannelNode:
         if payment is not None and payment.status == "pending":
             payment.excluded.append(out_channel)
             self._attempt_failed.setdefault(hashlock, asyncio.Event()).set()
+        elif payment is not None and payment.status == "in_flight":
+            payment.status = "failed"
+            self._save_payment(payment)
 
     def _save_payment(self, payment: Payment) -> None:
         self.store.put(PAYMENT_PREFIX + payment.hashlock, {
@@ -760,7 +768,14 @@ class ChannelNode:
                 await asyncio.wait([done], timeout=0.05)
             done.cancel()
         if payment.status == "pending":
-            payment.status = "failed"
+            # a lock of ours still committed or signed on the first hop may yet be settled
+            # (or failed back): the outcome is unknown until then, not "failed"
+            first_hop = self.forwards.get(hashlock)
+            out = first_hop.out_channel if first_hop is not None else None
+            live = out is not None and (
+                m.get_lock(self.channels[out].latest.state, Hashlock(hashlock)) is not None
+                or self._signed_lock(out, hashlock))
+            payment.status = "in_flight" if live else "failed"
             payment.finished = time.perf_counter()
         self._save_payment(payment)
         return payment
@@ -797,6 +812,8 @@ class ChannelNode:
                 "closed": m.is_closed(ch),
             } for cid, ch in self.channels.items()],
             "payments": {_hex(h): p.status for h, p in self.payments.items()},
+            "invoices": {_hex(k[len(INVOICE_PREFIX):]): bool(v.get("paid"))
+                         for k, v in self.store.items(INVOICE_PREFIX)},
         }
 
     # ------------------------------------------------------------------ L1 watcher
@@ -878,7 +895,10 @@ class ChannelNode:
             elif event.name in ("ChannelSettled", "CooperativelyClosed", "ChannelChallenged"):
                 self.graph = apply_channel_closed(self.graph, cid)
             elif event.name == "ChannelClosed" and cid in self.channels:
-                self._settle_after[cid] = int(event.args.get("settleBlock", 0))
+                closer = _unhex(str(event.args.get("closer", "0x")))
+                # the closer settles; the other side only if it has not, a few blocks later
+                grace = 0 if closer == self.address else SETTLE_GRACE_BLOCKS
+                self._settle_after[cid] = int(event.args.get("settleBlock", 0)) + grace
                 self._on_closed_on_l1(cid, int(event.args.get("nonce", 0)))
             elif event.name == "LockClaimed":
                 preimage = bytes(event.args["preimage"])
@@ -888,6 +908,9 @@ class ChannelNode:
         self.l1_cursor = head + 1
         for closing, settle_block in list(self._settle_after.items()):
             if head > settle_block:
+                if self.contract.get_channel(ChannelId(closing)).status != ChannelStatus.CLOSING:
+                    del self._settle_after[closing]
+                    continue
                 try:
                     self.contract.settle(self.key, ChannelId(closing))
                     del self._settle_after[closing]
