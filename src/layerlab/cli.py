@@ -181,6 +181,20 @@ def channels_open(
     console.print(f"channel {channel_id}")
 
 
+@channels_app.command("deposit")
+def channels_deposit(
+    node_index: Annotated[int, typer.Option("--node", help="Depositing node (index).")],
+    channel: Annotated[str, typer.Option(help="Channel id (0x...).")],
+    amount: Annotated[int, typer.Option(help="Top-up in wei.")],
+    net_dir: Annotated[Path, NET_DIR_OPT] = Path(".layerlab/channels"),
+) -> None:
+    """Top up a channel on L1; the new deposit is then signed into the channel state."""
+    from layerlab.l2.channels.network import control
+
+    console.print(control(_net(net_dir), node_index, "deposit",  # type: ignore[arg-type]
+                          {"channel_id": channel, "amount": amount}))
+
+
 @channels_app.command("invoice")
 def channels_invoice(
     node_index: Annotated[int, typer.Option("--node", help="Payee node (index).")],

@@ -713,3 +713,21 @@ class TestBadInputAtThePeerPort:
             assert closes_connection(spoof, within=0.5)
         assert_agree(net, 3, 4, cid)
         assert net.channel(4, cid)["my_balance"] == 4000
+
+
+def test_top_ups_on_l1_are_credited_off_chain(tmp_path: Path) -> None:
+    """Both parties top up on L1; each deposit is brought into the signed state (a
+    ``Deposit`` update accepted once the peer has seen it on L1) and can then be spent."""
+    with running_network(tmp_path, 2, with_tower=False) as net:
+        cid = net.open(1, 2, 1000)
+        net.wait_synced(1, 2)
+        first = net.control(1, "deposit", {"channel_id": cid, "amount": 500})
+        second = net.control(2, "deposit", {"channel_id": cid, "amount": 700})
+        assert first["nonce"] == 1 and second["nonce"] == 2
+        net.send(1, cid, 1200)  # more than the opening deposit: the top-up is spendable
+        for index, (mine, theirs) in ((1, (300, 1900)), (2, (1900, 300))):
+            channel = net.channel(index, cid)
+            assert (channel["my_balance"], channel["peer_balance"]) == (mine, theirs)
+        with pytest.raises(ChannelError):
+            net.send(1, cid, 301)  # beyond the balance: refused, nothing moves
+        assert net.channel(2, cid)["my_balance"] == 1900

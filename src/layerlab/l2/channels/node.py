@@ -780,6 +780,34 @@ class ChannelNode:
         self._save_payment(payment)
         return payment
 
+    async def deposit(self, channel_id: bytes, amount: int) -> dict[str, Any]:
+        """Top up our side of a channel on L1, then bring the signed state up to it."""
+        receipt = await asyncio.to_thread(self.contract.deposit, self.key, ChannelId(channel_id),
+                                          amount)
+        event = await self._sync_deposits(channel_id)
+        return {"gas_used": int(receipt["gasUsed"]),
+                "nonce": event.state.state.nonce if isinstance(event, m.UpdateCommitted) else None}
+
+    async def _sync_deposits(self, channel_id: bytes) -> m.Event | str | None:
+        """Record the channel's L1 deposits and propose a ``Deposit`` update for them
+        (the peer accepts it once it has seen them on L1 too; a refusal is retried)."""
+        onchain = await asyncio.to_thread(self.contract.get_channel, ChannelId(channel_id))
+        channel = self.channels[channel_id]
+        if (onchain.deposit_a, onchain.deposit_b) != (channel.l1_deposit_a, channel.l1_deposit_b):
+            self._save_channel(m.apply_observed_deposits(channel, Wei(onchain.deposit_a),
+                                                         Wei(onchain.deposit_b)))
+        state = self.channels[channel_id].latest.state
+        if (state.deposit_a, state.deposit_b) == (onchain.deposit_a, onchain.deposit_b):
+            return None
+        outcome: m.Event | str | None = None
+        for _ in range(20):
+            outcome = await self._submit_safely(channel_id, m.Deposit(
+                Wei(onchain.deposit_a), Wei(onchain.deposit_b)))
+            if isinstance(outcome, m.UpdateCommitted):
+                break
+            await asyncio.sleep(self.config.poll_interval)  # the peer has not seen it yet
+        return outcome
+
     async def send(self, channel_id: bytes, amount: int) -> m.Event:
         """A direct payment to the channel's peer (no HTLC)."""
         event = await self.submit(channel_id, m.Pay(Wei(amount)))
@@ -900,6 +928,11 @@ class ChannelNode:
                 grace = 0 if closer == self.address else SETTLE_GRACE_BLOCKS
                 self._settle_after[cid] = int(event.args.get("settleBlock", 0)) + grace
                 self._on_closed_on_l1(cid, int(event.args.get("nonce", 0)))
+            elif event.name == "Deposited" and cid in self.channels:
+                onchain = self.contract.get_channel(cid)
+                assert self._main_loop is not None
+                self._main_loop.call_soon_threadsafe(
+                    self._observe_deposits, bytes(cid), onchain.deposit_a, onchain.deposit_b)
             elif event.name == "LockClaimed":
                 preimage = bytes(event.args["preimage"])
                 assert self._main_loop is not None
@@ -918,6 +951,11 @@ class ChannelNode:
                 except ChannelTxError as exc:  # locks not expired yet, or already settled
                     if "WrongStatus" in str(exc):
                         del self._settle_after[closing]
+
+    def _observe_deposits(self, channel_id: bytes, deposit_a: int, deposit_b: int) -> None:
+        channel = self.channels[channel_id]
+        if (deposit_a, deposit_b) != (channel.l1_deposit_a, channel.l1_deposit_b):
+            self._save_channel(m.apply_observed_deposits(channel, Wei(deposit_a), Wei(deposit_b)))
 
     def _on_closed_on_l1(self, channel_id: bytes, closed_nonce: int) -> None:
         channel = self.channels[channel_id]
@@ -952,6 +990,8 @@ class ChannelNode:
             return {"status": payment.status, "attempts": payment.attempts,
                     "error": payment.error,
                     "ms": round((payment.finished - payment.started) * 1000, 3)}
+        if method == "deposit":
+            return await self.deposit(_unhex(params["channel_id"]), int(params["amount"]))
         if method == "send":
             count = int(params.get("count", 1))
             start = time.perf_counter()
