@@ -100,11 +100,11 @@ class MemoryDB(AtomicDB):
     """py-evm's in-memory atomic DB, with the extra methods :class:`LevelDB` offers."""
 
     def write_many(self, puts: dict[bytes, bytes], deletes: list[bytes]) -> None:
-        with self.atomic_batch() as batch:
-            for key in deletes:
-                batch.delete(key)
-            for key, value in puts.items():
-                batch[key] = value
+        # one thread owns the node, so plain dict updates are already all-or-nothing
+        store = self.wrapped_db.kv_store
+        for key in deletes:
+            store.pop(key, None)
+        store.update(puts)
 
     def iterate_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         store = self.wrapped_db.kv_store
