@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,11 @@ def rpc(url: str, method: str, params: list[object] | None = None, timeout: floa
     if "error" in reply:
         raise RuntimeError(reply["error"])
     return reply["result"]
+
+
+def call(url: str, method: str, *params: object) -> Any:
+    """``rpc`` with the parameters spread: ``call(url, "eth_getBalance", addr, "latest")``."""
+    return rpc(url, method, list(params))
 
 
 class NodeProcess:

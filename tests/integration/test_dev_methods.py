@@ -21,17 +21,13 @@ from web3.contract import Contract
 
 from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
-from tests.nodeproc import NodeProcess, rpc
+from tests.nodeproc import NodeProcess, call, rpc
 
 pytestmark = pytest.mark.slow
 
 DEV = derive_dev_accounts()
 WAIT = 30
 ETHER = 10**18
-
-
-def call(url: str, method: str, *params: Any) -> Any:
-    return rpc(url, method, list(params))
 
 
 def head(url: str) -> dict[str, Any]:

@@ -21,17 +21,13 @@ from web3 import Web3
 
 from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
-from tests.nodeproc import ROOT, NodeProcess, rpc
+from tests.nodeproc import ROOT, NodeProcess, call
 
 pytestmark = pytest.mark.slow
 
 DEV = derive_dev_accounts()
 WAIT = 30
 GWEI = 10**9
-
-
-def call(url: str, method: str, *params: Any) -> Any:
-    return rpc(url, method, list(params))
 
 
 def web3_of(node: NodeProcess) -> Web3:
