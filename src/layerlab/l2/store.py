@@ -37,6 +37,10 @@ class RecordStore:
     def put(self, key: bytes, value: Any) -> None:
         self.write({key: value})
 
+    def put_encoded(self, key: bytes, json_text: str) -> None:
+        """Store a value already encoded as JSON text (read back by :meth:`get`)."""
+        self._db.put(key, json_text.encode(), sync=self._sync)
+
     def write(self, puts: dict[bytes, Any], deletes: tuple[bytes, ...] = ()) -> None:
         """Apply all puts and deletes atomically."""
         with self._db.write_batch(transaction=True, sync=self._sync) as batch:

@@ -256,7 +256,7 @@ class ChannelNode:
     def _save_channel(self, channel: m.Channel) -> None:
         """Write the channel before anything derived from it is sent (ack-after-write)."""
         self.channels[channel.channel_id] = channel
-        self.store.put(CHANNEL_PREFIX + channel.channel_id, json.loads(m.encode_channel(channel)))
+        self.store.put_encoded(CHANNEL_PREFIX + channel.channel_id, m.encode_channel(channel))
 
     def _save_forward(self, fwd: Forward) -> None:
         self.store.put(FORWARD_PREFIX + fwd.hashlock, {
