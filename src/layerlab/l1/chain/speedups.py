@@ -56,7 +56,20 @@ def shallow_serializable_copy(self: Any, *args: Any, **kwargs: Any) -> Any:
         if name not in kwargs
     }
     combined.update(kwargs)
-    return type(self)(**merge_args_to_kwargs(args, combined, names))
+    cls = type(self)
+    if cls in _POSITIONAL_INIT:  # constructors taking the fields in order, as positionals
+        merged = merge_args_to_kwargs(args, combined, names) if args else combined
+        return cls(*[merged[name] for name in names])
+    return cls(**merge_args_to_kwargs(args, combined, names))
+
+
+def _positional_init_classes() -> frozenset[type]:
+    from eth.rlp.accounts import Account
+
+    return frozenset({Account})
+
+
+_POSITIONAL_INIT: frozenset[type] = frozenset()
 
 
 def install() -> None:
@@ -69,5 +82,7 @@ def install() -> None:
 
     eth.vm.base.make_trie_root_and_nodes = fast_make_trie_root_and_nodes  # type: ignore[attr-defined]
     eth.db.chain.make_trie_root_and_nodes = fast_make_trie_root_and_nodes  # type: ignore[attr-defined]
+    global _POSITIONAL_INIT
+    _POSITIONAL_INIT = _positional_init_classes()
     rlp.Serializable.copy = shallow_serializable_copy  # type: ignore[method-assign]
     _installed = True
