@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coincurve import PrivateKey
-from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
+from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.primitives.types import GWEI, Address, ChainId, Hash32, Nonce, Wei
 
 TEST_MNEMONIC = "test test test test test test test test test test test junk"
@@ -102,12 +102,10 @@ def compute_senders(count: int, mnemonic: str = TEST_MNEMONIC) -> tuple[Sender, 
     """
     if count < 1:
         raise ValueError(f"sender count must be at least 1, got {count}")
-    seed = seed_from_mnemonic(mnemonic, "")
-    senders = []
-    for i in range(count):
-        key = key_from_seed(seed, f"m/44'/60'/0'/0/{i}")
-        senders.append(Sender(index=i, private_key=key, address=compute_address(key)))
-    return tuple(senders)
+    return tuple(
+        Sender(index=i, private_key=acct.private_key, address=Address(acct.address_bytes))
+        for i, acct in enumerate(derive_dev_accounts(mnemonic, count))
+    )
 
 
 def compute_address(private_key: bytes) -> Address:

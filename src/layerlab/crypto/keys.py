@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 
 DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
 
@@ -28,10 +29,14 @@ class DevAccount:
 
 @lru_cache(maxsize=16)
 def derive_dev_accounts(mnemonic: str = DEFAULT_MNEMONIC, count: int = 10) -> tuple[DevAccount, ...]:
-    """Derive ``count`` accounts along m/44'/60'/0'/0/i (as Anvil, Hardhat and MetaMask do)."""
-    Account.enable_unaudited_hdwallet_features()
+    """Derive ``count`` accounts along m/44'/60'/0'/0/i (as Anvil, Hardhat and MetaMask do).
+
+    The BIP-39 seed (2,048 PBKDF2 rounds) is computed once, not once per account as
+    ``Account.from_mnemonic`` does; the keys are the same.
+    """
+    seed = seed_from_mnemonic(mnemonic, "")
     accounts = []
     for i in range(count):
-        acct = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}")
-        accounts.append(DevAccount(address=acct.address, private_key=bytes(acct.key)))
+        key = bytes(key_from_seed(seed, f"m/44'/60'/0'/0/{i}"))
+        accounts.append(DevAccount(address=Account.from_key(key).address, private_key=key))
     return tuple(accounts)
