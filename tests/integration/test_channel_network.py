@@ -557,13 +557,16 @@ def test_payer_killed_mid_burst_restarts_with_its_latest_state(tmp_path: Path) -
             assert stored.pending.state.nonce == peer["nonce"]
             assert stored.pending.state.balance_b == peer["my_balance"]
 
+        # a proposal written to disk but killed before it reached the peer is delivered
+        # after the restart (the payer signed it): one more payment than the peer had
+        undelivered = 1 if behind == 0 and stored.pending is not None else 0
         net.restart(1)
         assert net.channel(1, cid)["nonce"] == stored.latest.state.nonce
         # its next command first gets the pending proposal answered (re-sent, re-acked)
         net.send(1, cid, amount, count=5)
         assert_agree(net, 1, 2, cid)
-        assert net.channel(2, cid)["nonce"] == peer["nonce"] + 5
-        assert net.channel(2, cid)["my_balance"] == (peer["nonce"] + 5) * amount
+        assert net.channel(2, cid)["nonce"] == peer["nonce"] + undelivered + 5
+        assert net.channel(2, cid)["my_balance"] == (peer["nonce"] + undelivered + 5) * amount
 
 
 PAYEE_CRASH_AMOUNT = 1000
