@@ -25,6 +25,7 @@ from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
 from layerlab.crypto.keys import derive_dev_accounts
+from layerlab.crypto.secp256k1 import compute_address as crypto_compute_address
 from layerlab.primitives.types import GWEI, Address, ChainId, Hash32, Nonce, Wei
 
 TEST_MNEMONIC = "test test test test test test test test test test test junk"
@@ -109,9 +110,8 @@ def compute_senders(count: int, mnemonic: str = TEST_MNEMONIC) -> tuple[Sender, 
 
 
 def compute_address(private_key: bytes) -> Address:
-    """Address of a secp256k1 key: the last 20 bytes of keccak256 of the 64-byte public key."""
-    public = PrivateKey(private_key).public_key.format(compressed=False)
-    return Address(keccak(public[1:])[12:])
+    """Address of a secp256k1 key (see :func:`layerlab.crypto.secp256k1.compute_address`)."""
+    return Address(crypto_compute_address(private_key))
 
 
 def compute_recipients(count: int) -> tuple[Address, ...]:

@@ -63,6 +63,12 @@ def compute_typed_signing_payload(raw: bytes) -> bytes:
     return raw[:1] + _list_prefix(len(fields)) + fields
 
 
+def compute_address(private_key: bytes) -> bytes:
+    """The 20-byte Ethereum address of a private key: keccak256(public key)[12:]."""
+    public = coincurve.PrivateKey(private_key).public_key.format(compressed=False)
+    return bytes(keccak(public[1:])[12:])
+
+
 def recover_address(msg_hash: bytes, y_parity: int, r: int, s: int) -> bytes:
     """The 20-byte address whose key signed ``msg_hash``; raises :class:`BadSignature`."""
     if y_parity not in (0, 1):

@@ -75,16 +75,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Literal, NewType, TypeAlias, TypeVar
 
-import coincurve
 from eth_hash.auto import keccak
 
-from layerlab.crypto.secp256k1 import BadSignature
+from layerlab.crypto.secp256k1 import compute_address as crypto_compute_address
 from layerlab.errors import ChannelError
-from layerlab.l2.channels.signing import recover_digest_signer
+from layerlab.l2.channels.signing import is_digest_signed_by, sign_digest
 from layerlab.l2.channels.types import ChannelId, ChannelState, Domain, Hashlock, Lock, SignedState
 from layerlab.primitives.types import Address, BlockNumber, Hash32, Nonce, Wei
 
@@ -415,8 +413,7 @@ class LockClaim:
 
 def compute_address(private_key: bytes) -> Address:
     """The Ethereum address of a secp256k1 private key."""
-    public = coincurve.PrivateKey(private_key).public_key.format(compressed=False)[1:]
-    return Address(bytes(keccak(public)[12:]))
+    return Address(crypto_compute_address(private_key))
 
 
 def compute_hashlock(preimage: bytes) -> Hashlock:
@@ -460,7 +457,7 @@ def validate_channel(channel: Channel) -> None:
         digest = channel.domain.digest(latest.state)
         for role, sig in (("a", latest.sig_a), ("b", latest.sig_b)):
             signer = channel.address if role == channel.role else channel.peer
-            if not _is_signed_by_digest(digest, sig, signer):
+            if not is_digest_signed_by(digest, sig, signer):
                 raise InvalidSignature("signature", f"latest state nonce {latest.state.nonce} lacks a valid "
                                        f"signature of party {role} 0x{signer.hex()}")
     if latest.state.deposit_a > channel.l1_deposit_a or latest.state.deposit_b > channel.l1_deposit_b:
@@ -761,26 +758,6 @@ def validate_proposed_state(expected: ChannelState, proposed: ChannelState) -> N
                         f"update makes of the latest state: {'; '.join(diffs)}")
 
 
-@lru_cache(maxsize=64)
-def _signer(private_key: bytes) -> coincurve.PrivateKey:
-    return coincurve.PrivateKey(private_key)
-
-
-def sign_digest(digest: bytes, private_key: bytes) -> bytes:
-    """:func:`signing.sign_digest` with the parsed key cached: building a
-    ``coincurve.PrivateKey`` costs as much as the signature itself (~40 us)."""
-    raw = bytes(_signer(private_key).sign_recoverable(digest, hasher=None))
-    return raw[:64] + bytes([raw[64] + 27])
-
-
-def _is_signed_by_digest(digest: bytes, signature: bytes, address: bytes) -> bool:
-    """:func:`signing.is_signed_by` for an already computed EIP-712 digest."""
-    try:
-        return recover_digest_signer(digest, signature) == address
-    except BadSignature:
-        return False
-
-
 def _signed(channel: Channel, state: ChannelState, mine: bytes, theirs: bytes) -> SignedState:
     if channel.role == "a":
         return SignedState(state, mine, theirs)
@@ -869,7 +846,7 @@ def apply_proposal(channel: Channel, proposal: Proposal, current_block: BlockNum
     expected = compute_next_state(channel, update, channel.peer_role, proposal.nonce, current_block)
     validate_proposed_state(expected, proposal.state)
     digest = channel.domain.digest(proposal.state)
-    if not _is_signed_by_digest(digest, proposal.signature, channel.peer):
+    if not is_digest_signed_by(digest, proposal.signature, channel.peer):
         raise InvalidSignature("signature", f"proposal nonce {proposal.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
     signature = sign_digest(digest, channel.private_key)
@@ -899,7 +876,7 @@ def apply_ack(channel: Channel, ack: Ack) -> Transition:
     if not candidates:
         raise StaleMessage("no-pending", f"ack for nonce {ack.nonce} but no proposal of ours with that "
                            f"nonce is pending (latest nonce {channel.latest.state.nonce})")
-    proposal = next((p for p in candidates if _is_signed_by_digest(
+    proposal = next((p for p in candidates if is_digest_signed_by(
         channel.domain.digest(p.state), ack.signature, channel.peer)), None)
     if proposal is None:
         raise InvalidSignature("signature", f"ack for nonce {ack.nonce} is not signed by peer "
@@ -924,7 +901,7 @@ def apply_reject(channel: Channel, reject: Reject) -> Transition:
                            f"pending proposal ({'none' if pending is None else pending.nonce})")
     digest = compute_reject_digest(channel.domain, reject.channel_id, reject.nonce,
                                    reject.proposal_hash, reject.reason)
-    if not _is_signed_by_digest(digest, reject.signature, channel.peer):
+    if not is_digest_signed_by(digest, reject.signature, channel.peer):
         raise InvalidSignature("signature", f"reject of nonce {reject.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
     event = ProposalAbandoned(channel.channel_id, pending.nonce, pending.update, reject.reason)

@@ -6,15 +6,23 @@ Signatures are 65 bytes ``r || s || v`` with ``v`` in {27, 28}, the form OpenZep
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import coincurve
 
 from layerlab.crypto.secp256k1 import BadSignature, recover_address
 from layerlab.l2.channels.types import ChannelState, Domain
 
 
+@lru_cache(maxsize=64)
+def _signer(private_key: bytes) -> coincurve.PrivateKey:
+    # parsing the key costs as much as the signature itself (~40 us): keep it
+    return coincurve.PrivateKey(private_key)
+
+
 def sign_digest(digest: bytes, private_key: bytes) -> bytes:
     """Sign a 32-byte digest; returns ``r || s || v`` (libsecp256k1 gives low-s)."""
-    raw: bytes = coincurve.PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+    raw = bytes(_signer(private_key).sign_recoverable(digest, hasher=None))
     return raw[:64] + bytes([raw[64] + 27])
 
 
@@ -34,9 +42,14 @@ def sign_state(domain: Domain, state: ChannelState, private_key: bytes) -> bytes
     return sign_digest(domain.digest(state), private_key)
 
 
-def is_signed_by(domain: Domain, state: ChannelState, signature: bytes, address: bytes) -> bool:
-    """True when ``signature`` is ``address``'s EIP-712 signature of ``state``."""
+def is_digest_signed_by(digest: bytes, signature: bytes, address: bytes) -> bool:
+    """True when ``signature`` over ``digest`` recovers to ``address``."""
     try:
-        return recover_digest_signer(domain.digest(state), signature) == address
+        return recover_digest_signer(digest, signature) == address
     except BadSignature:
         return False
+
+
+def is_signed_by(domain: Domain, state: ChannelState, signature: bytes, address: bytes) -> bool:
+    """True when ``signature`` is ``address``'s EIP-712 signature of ``state``."""
+    return is_digest_signed_by(domain.digest(state), signature, address)
