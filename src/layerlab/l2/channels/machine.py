@@ -1119,14 +1119,27 @@ def _expect(message: Message, cls: type[_M]) -> _M:
     return message
 
 
+def encode_signed_state(signed: SignedState) -> dict[str, Any]:
+    """A signed state as JSON (hex for bytes): what a node keeps and hands to a watchtower."""
+    return {"state": _state_to_obj(signed.state), "sig_a": _hex(signed.sig_a),
+            "sig_b": _hex(signed.sig_b)}
+
+
+def decode_signed_state(value: Any) -> SignedState:
+    """Inverse of :func:`encode_signed_state`; raises :class:`MalformedMessage`. Signatures
+    may be empty (the unsigned opening state, nonce 0)."""
+    obj = _object(value, "signed state")
+    return SignedState(_state_from_obj(_field(obj, "state")), _bytes(obj, "sig_a", None),
+                       _bytes(obj, "sig_b", None))
+
+
 def encode_channel(channel: Channel) -> str:
     """The channel as JSON for a node's disk (everything but the private key)."""
     latest = channel.latest
     return _dumps({
         "role": channel.role, "address": _hex(channel.address), "peer": _hex(channel.peer),
         "chain_id": channel.domain.chain_id, "verifying_contract": _hex(channel.domain.verifying_contract),
-        "latest": {"state": _state_to_obj(latest.state), "sig_a": _hex(latest.sig_a),
-                   "sig_b": _hex(latest.sig_b)},
+        "latest": encode_signed_state(latest),
         "l1_deposit_a": channel.l1_deposit_a, "l1_deposit_b": channel.l1_deposit_b,
         "config": {f.name: getattr(channel.config, f.name) for f in fields(ChannelConfig)},
         "pending": None if channel.pending is None else json.loads(channel.pending.to_json()),
@@ -1145,10 +1158,7 @@ def decode_channel(data: str | bytes, private_key: bytes) -> Channel:
     role = _field(obj, "role")
     if role not in ("a", "b"):
         raise MalformedMessage("malformed", f"role must be 'a' or 'b', got {role!r}")
-    latest_obj = _object(_field(obj, "latest"), "latest")
-    sig_len = None
-    latest = SignedState(_state_from_obj(_field(latest_obj, "state")), _bytes(latest_obj, "sig_a", sig_len),
-                         _bytes(latest_obj, "sig_b", sig_len))
+    latest = decode_signed_state(_field(obj, "latest"))
     config_obj = _object(_field(obj, "config"), "config")
     config = ChannelConfig(
         settle_timeout=BlockNumber(_uint(config_obj, "settle_timeout", 64)),

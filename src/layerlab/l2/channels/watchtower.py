@@ -27,14 +27,10 @@ from typing import Any
 from eth_account import Account
 
 from layerlab.errors import ChannelError
+from layerlab.l2.channels.machine import decode_signed_state, encode_signed_state
 from layerlab.l2.channels.onchain import ChannelContract, ChannelStatus, ChannelTxError
 from layerlab.l2.channels.signing import is_signed_by
-from layerlab.l2.channels.types import (
-    ChannelId,
-    SignedState,
-    decode_signed_state,
-    encode_signed_state,
-)
+from layerlab.l2.channels.types import ChannelId, SignedState
 from layerlab.l2.channels.wire import read_frame, write_frame
 from layerlab.l2.service import wait_for_stop_signal, write_ready_file
 from layerlab.l2.store import RecordStore
