@@ -55,3 +55,15 @@ class ChannelError(LayerlabError):
 
 class ContractCompileError(LayerlabError):
     """solc rejected a Solidity source, or the compiler could not be run."""
+
+
+class ConsensusError(LayerlabError):
+    """A consensus message (block seal, attestation, slashing evidence) was refused."""
+
+
+class InvalidSignature(ConsensusError):
+    """A BLS signature (single or aggregate) did not verify, or a key was malformed."""
+
+
+class PeerError(LayerlabError):
+    """A peer broke the wire protocol (bad frame, bad handshake, invalid data)."""
