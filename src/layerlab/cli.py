@@ -18,6 +18,9 @@ chain_app = typer.Typer(help="Export and import chain data (RLP blocks, as geth)
 contracts_app = typer.Typer(help="Compile the Solidity contracts under contracts/.")
 app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
+net_app = typer.Typer(help="A multi-node L1 network of processes on 127.0.0.1 (pow, pos or merge).")
+app.add_typer(net_app, name="net")
+DEFAULT_NET_DIR = Path(".layerlab/net")
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 DEFAULT_DATA_DIR = Path(".layerlab/devnet")
@@ -49,14 +52,27 @@ def node(
     accounts: Annotated[int | None, typer.Option(help="Number of dev accounts (default 10).")] = None,
     mnemonic: Annotated[str | None, typer.Option(help="Mnemonic of the dev accounts.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not list accounts.")] = False,
+    p2p_port: Annotated[int | None, typer.Option(help="Join a network: TCP port for peers.")] = None,
+    peers: Annotated[str, typer.Option(help="Static peers, comma-separated 127.0.0.1:port.")] = "",
+    mine: Annotated[bool, typer.Option("--mine", help="Mine (PoW) on this node.")] = False,
+    duty: Annotated[float, typer.Option(help="Fraction of time the miner hashes (0..1].")] = 1.0,
+    coinbase: Annotated[str | None, typer.Option(help="Miner/fee recipient address.")] = None,
+    validators: Annotated[str, typer.Option(help="PoS validator indices this node runs, e.g. 0,1.")] = "",
 ) -> None:
-    """Run an L1 devnet node: py-evm execution, LevelDB storage, JSON-RPC on HTTP + WS."""
+    """Run an L1 node: py-evm execution, LevelDB storage, JSON-RPC on HTTP + WS.
+
+    Without --p2p-port it is a single-node devnet (as Anvil); with it, a network node
+    under the chain config's consensus (pow, pos or merge).
+    """
     from layerlab.l1.node import MiningMode, Node
     from layerlab.l1.runner import serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, directory = _node_options(config, data_dir, in_memory, chain_id, gas_limit, base_fee,
                                    accounts, mnemonic)
+    if p2p_port is not None:
+        _network_node(cfg, directory, host, port, p2p_port, peers, mine, duty, coinbase, validators, quiet)
+        return
     mode = MiningMode.MANUAL if no_mining else (
         MiningMode.INTERVAL if block_time else MiningMode.AUTO)
     n = Node(cfg, data_dir=directory, mining=mode, block_time=block_time)  # type: ignore[arg-type]
@@ -70,6 +86,99 @@ def node(
 
     serve_forever(n, host, port, on_ready=ready)
     console.print("node stopped; database closed")
+
+
+def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p_port: int, peers: str,
+                  mine: bool, duty: float, coinbase: str | None, validators: str, quiet: bool) -> None:
+    from layerlab.l1.chain.config import ChainConfig
+    from layerlab.l1.netrunner import NetOptions, make_node, serve_network
+
+    assert isinstance(cfg, ChainConfig)
+    peer_list = []
+    for item in filter(None, (p.strip() for p in peers.split(","))):
+        h, _, prt = item.rpartition(":")
+        if h not in ("127.0.0.1", "localhost") or not prt.isdigit():
+            raise typer.BadParameter(f"peer {item!r}: expected 127.0.0.1:<port>")
+        peer_list.append(("127.0.0.1", int(prt)))
+    opts = NetOptions(
+        p2p_port=p2p_port, peers=peer_list, mine=mine, duty=duty,
+        coinbase=bytes.fromhex(coinbase.removeprefix("0x")) if coinbase else b"\x00" * 20,
+        validator_indices=[int(v) for v in validators.split(",") if v.strip()],
+    )
+    n = make_node(cfg, directory)
+
+    def ready(server: object) -> None:
+        console.print(f"layerlab {cfg.consensus.engine} node: head #{n.head.block_number}, "
+                      f"rpc http://{host}:{getattr(server, 'port', port)}, p2p {host}:{p2p_port}",
+                      highlight=False)
+        sys.stdout.flush()
+
+    serve_network(n, host, port, opts, on_ready=ready)
+    console.print("node stopped; database closed")
+
+
+@net_app.command("up")
+def net_up(
+    nodes: Annotated[int, typer.Option(help="Number of node processes.")] = 4,
+    consensus: Annotated[str, typer.Option(help="pow, pos or merge.")] = "pow",
+    preset: Annotated[str, typer.Option(help="minimal or mainnet-like.")] = "minimal",
+    validators: Annotated[int, typer.Option(help="PoS genesis validators.")] = 4,
+    merge_block: Annotated[int | None, typer.Option(help="Block of the PoW->PoS fork (merge).")] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="Network directory.")] = DEFAULT_NET_DIR,
+) -> None:
+    """Start N node processes, each with its own data dir, RPC port and p2p port."""
+    from layerlab.l1 import netctl
+
+    specs = netctl.up(directory, nodes, consensus, preset=preset, validators=validators,
+                      merge_block=merge_block)
+    for s in specs:
+        console.print(f"node {s.index}: rpc {s.url}  p2p 127.0.0.1:{s.p2p_port}  pid {s.pid}"
+                      + (f"  validators {s.validators}" if s.validators else "")
+                      + ("  miner" if s.mine else ""), highlight=False)
+
+
+@net_app.command("status")
+def net_status(
+    directory: Annotated[Path, typer.Option("--dir", help="Network directory.")] = DEFAULT_NET_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Heads, finality (k confirmations or justified/finalized checkpoints), peers, fork rate."""
+    import json as _json
+
+    from rich.table import Table
+
+    from layerlab.l1 import netctl
+
+    rows = netctl.status(directory)
+    if as_json:
+        print(_json.dumps(rows, indent=1))
+        return
+    table = Table(title=f"layerlab network ({directory})")
+    for col in ("node", "head", "hash", "justified", "finalized", "peers", "reorgs", "fork rate"):
+        table.add_column(col)
+    for r in rows:
+        if "error" in r:
+            table.add_row(str(r["index"]), "down", r["error"][:40], "", "", "", "", "")
+            continue
+        head = r["head"]
+        fin = r.get("finalized") or {}
+        just = r.get("justified") or {}
+        blocks = max(head["number"], 1)
+        table.add_row(str(r["index"]), f"#{head['number']}", head["hash"][:12],
+                      f"epoch {just['epoch']}" if "epoch" in just else "-",
+                      f"#{fin.get('number', 0)} ({fin.get('kind', '-')})", str(r.get("peers", 0)),
+                      str(r.get("reorgs", 0)), f"{r.get('reorgs', 0) / blocks:.1%}")
+    console.print(table)
+
+
+@net_app.command("down")
+def net_down(
+    directory: Annotated[Path, typer.Option("--dir", help="Network directory.")] = DEFAULT_NET_DIR,
+) -> None:
+    """Stop every node of the network (data directories are kept)."""
+    from layerlab.l1 import netctl
+
+    console.print(f"stopped {netctl.down(directory)} node(s)")
 
 
 def _print_banner(n: object, directory: Path | None) -> None:

@@ -20,16 +20,17 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth.abc import BlockHeaderAPI, SignedTransactionAPI, StateAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
 
 from layerlab.errors import InvalidBlock, InvalidTransaction, LayerlabError
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.evm import EvmChain, MinedBlock
+from layerlab.l1.consensus.engine import ConsensusEngine
 from layerlab.l1.storage import NODE_PREFIX, ChainDB, open_db
 from layerlab.l1.txpool import PooledTransaction, TxPool
 
@@ -38,6 +39,15 @@ log = logging.getLogger(__name__)
 POOL_PREFIX = NODE_PREFIX + b"pool:"
 SPOOF_PREFIX = NODE_PREFIX + b"impersonated:"
 META_KEY = NODE_PREFIX + b"meta"
+
+
+class UnknownParent(InvalidBlock):
+    """A block whose parent this node does not have yet (sync from the sender)."""
+
+    def __init__(self, parent_hash: bytes, number: int) -> None:
+        super().__init__(f"block {number}: unknown parent 0x{parent_hash.hex()}")
+        self.parent_hash = parent_hash
+        self.number = number
 
 
 class MiningMode(enum.Enum):
@@ -104,6 +114,7 @@ class Node:
         mining: MiningMode = MiningMode.AUTO,
         block_time: float | None = None,
         coinbase: bytes = b"\x00" * 20,
+        engine_factory: Callable[[ChainDB, EvmChain], ConsensusEngine] | None = None,
     ) -> None:
         self.db: ChainDB = open_db(data_dir)
         self.data_dir = data_dir
@@ -121,6 +132,18 @@ class Node:
         self.impersonated: set[bytes] = set()
         self.dev_keys = {a.address_bytes: a.private_key for a in self.config.dev_accounts}
         self._reader: HeadReader | None = None
+        self.engine: ConsensusEngine | None = None
+        if engine_factory is not None:
+            self.engine = engine_factory(self.db, self.chain)
+            self.mining = MiningMode.MANUAL
+            if self.engine.head() != self.chain.head.hash:  # killed between store and head
+                self.chain.set_head(self.engine.head())
+        self.network: Any = None
+        """The p2p service when the node is networked (set by the runner; l1/node never
+        imports l1/p2p)."""
+        self.producer: Any = None
+        self.reorgs: list[tuple[int, int]] = []
+        """(depth, block number) of each reorg seen, for ``net status``'s fork rate."""
         self._restore_pool()
 
     # -- head state ----------------------------------------------------------------------
@@ -242,6 +265,10 @@ class Node:
 
     def mine(self, timestamp: int | None = None) -> MinedBlock:
         """Build, execute and store one block from the pool's pending transactions."""
+        if self.engine is not None:
+            raise LayerlabError(
+                f"blocks come from {self.engine.kind} consensus; evm_mine is a devnet method"
+            )
         reader = self.reader()
         base_fee = self.next_base_fee()
         chosen = self.pool.select(reader, base_fee=base_fee, gas_limit=self.config.gas_limit)
@@ -273,6 +300,90 @@ class Node:
             except Exception:  # a listener must never break block production
                 log.exception("block listener failed")
         return mined
+
+    # -- consensus-driven blocks ---------------------------------------------------------
+    def build_template(
+        self, *, timestamp: int, coinbase: bytes, mix_hash: bytes = b"\x00" * 32,
+        withdrawals: Sequence[Any] = (),
+    ) -> tuple[BlockAPI, tuple[ReceiptAPI, ...]]:
+        """Execute the pool's best transactions on the head, unsealed (for a miner or
+        proposer); transactions that fail in the block are dropped from the pool."""
+        reader = self.reader()
+        chosen = self.pool.select(reader, base_fee=self.next_base_fee(), gas_limit=self.config.gas_limit)
+        txs: list[SignedTransactionAPI] = [p.tx for p in chosen]
+        parent = self.head
+        try:
+            return self.chain.build(txs, parent=parent, timestamp=timestamp, coinbase=coinbase,
+                                    mix_hash=mix_hash, withdrawals=withdrawals)
+        except InvalidTransaction:
+            good = self.chain.filter_applicable(txs, timestamp=timestamp)
+            self._forget([p for p in chosen if p.tx not in good])
+            return self.chain.build(good, parent=parent, timestamp=timestamp, coinbase=coinbase,
+                                    mix_hash=mix_hash, withdrawals=withdrawals)
+
+    def commit_local(self, block: BlockAPI, record: Any, body: bytes,
+                     receipts: Sequence[ReceiptAPI]) -> None:
+        """Store a block this node sealed, then follow the fork choice."""
+        assert self.engine is not None
+        old_head = bytes(self.head.hash)
+        self.chain.persist_sealed(block)
+        self.engine.accept(block.header, record, body, receipts)
+        self._follow_fork_choice(old_head)
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return self.chain.has_block(block_hash)
+
+    def import_block(self, block: BlockAPI, body: bytes, now: float | None = None) -> bool:
+        """Verify, execute and store a block from a peer; return False if already known.
+
+        Raises :class:`UnknownParent` when its parent is missing (the caller syncs) and
+        :class:`InvalidBlock` when a consensus or execution check fails; an invalid block
+        is never stored.
+        """
+        assert self.engine is not None
+        if self.chain.has_block(block.hash):
+            return False
+        parent = self.chain.get_header_by_hash(block.header.parent_hash)
+        if parent is None:
+            raise UnknownParent(block.header.parent_hash, block.number)
+        record = self.engine.check(block.header, parent, body, time.time() if now is None else now)
+        old_head = bytes(self.head.hash)
+        mined = self.chain.import_block(block)
+        self.engine.accept(block.header, record, body, mined.receipts)
+        self._follow_fork_choice(old_head)
+        return True
+
+    def _follow_fork_choice(self, old_head: bytes) -> None:
+        """Make the engine's head canonical; move transactions between chain and pool."""
+        assert self.engine is not None
+        new_head = self.engine.head()
+        self.chain.set_head(new_head)
+        if new_head == old_head:
+            return
+        removed, added = self.chain.branch_diff(old_head, new_head)
+        self._reader = None
+        if removed:
+            self.reorgs.append((len(removed), int(added[-1].number) if added else 0))
+            log.info("reorg: %d block(s) replaced by %d, new head #%d", len(removed), len(added),
+                     self.head.block_number)
+        included = {bytes(tx.hash) for b in added for tx in b.transactions}
+        self._forget([p for p in self.pool.all() if p.hash in included])
+        for block in removed:  # orphaned transactions go back to the pool
+            for tx in block.transactions:
+                if bytes(tx.hash) in included:
+                    continue
+                try:
+                    self._admit(self.pool.decode(tx.encode()))
+                except LayerlabError as exc:
+                    log.info("orphaned tx 0x%s not re-admitted: %s", bytes(tx.hash).hex(), exc)
+        self.pool.prune(self.reader(), {p.sender for p in self.pool.all()})
+        for block in added:
+            mined = MinedBlock(block, self.chain.get_receipts(block.header), ())
+            for listener in list(self.block_listeners):
+                try:
+                    listener(mined)
+                except Exception:
+                    log.exception("block listener failed")
 
     def _forget(self, ptxs: list[PooledTransaction], mined_block: bool = False) -> None:
         self.pool.remove(p.hash for p in ptxs)

@@ -41,6 +41,26 @@ class GenesisAccount:
     storage: tuple[tuple[int, int], ...] = ()
 
 
+CONSENSUS_ENGINES = ("dev", "pow", "pos", "merge")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusConfig:
+    """Which consensus secures the chain; every node of a network must agree on it.
+
+    ``dev`` is the single-node devnet (automine, no seal). ``merge`` runs proof of work
+    until ``merge_block`` (a block number) or until total difficulty reaches
+    ``terminal_total_difficulty`` (EIP-3675), then proof of stake.
+    """
+
+    engine: str = "dev"
+    preset: str = "minimal"
+    validators: int = 4
+    """Genesis validators of PoS (dev BLS keys, 32 ETH each, withdrawal to dev accounts)."""
+    merge_block: int | None = None
+    terminal_total_difficulty: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ChainConfig:
     """Everything that fixes a chain's genesis and its execution rules."""
@@ -53,6 +73,7 @@ class ChainConfig:
     dev_account_count: int = 10
     dev_balance: Wei = DEFAULT_BALANCE
     alloc: dict[bytes, GenesisAccount] = field(default_factory=dict)
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
 
     @property
     def dev_accounts(self) -> tuple[DevAccount, ...]:
@@ -107,7 +128,7 @@ def parse_config(data: dict[str, Any], **overrides: Any) -> ChainConfig:
     if not isinstance(data, dict):
         raise ConfigError("chain config must be a JSON object")
     known = {"chainId", "gasLimit", "baseFeePerGas", "timestamp", "mnemonic", "accounts",
-             "balance", "alloc"}
+             "balance", "alloc", "consensus"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown chain config keys: {sorted(unknown)}")
@@ -136,11 +157,39 @@ def parse_config(data: dict[str, Any], **overrides: Any) -> ChainConfig:
         "dev_account_count": _int(data.get("accounts", 10), "accounts"),
         "dev_balance": Wei(_int(data.get("balance", DEFAULT_BALANCE), "balance")),
         "alloc": alloc,
+        "consensus": _parse_consensus(data.get("consensus") or {}),
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     config = ChainConfig(**fields)
     validate_config(config)
     return config
+
+
+def _parse_consensus(data: Any) -> ConsensusConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("consensus: expected an object")
+    known = {"engine", "preset", "validators", "mergeBlock", "terminalTotalDifficulty"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown consensus keys: {sorted(unknown)}")
+    merge = data.get("mergeBlock")
+    ttd = data.get("terminalTotalDifficulty")
+    return ConsensusConfig(
+        engine=str(data.get("engine", "dev")),
+        preset=str(data.get("preset", "minimal")),
+        validators=_int(data.get("validators", 4), "consensus.validators"),
+        merge_block=None if merge is None else _int(merge, "consensus.mergeBlock"),
+        terminal_total_difficulty=None if ttd is None else _int(ttd, "consensus.terminalTotalDifficulty"),
+    )
+
+
+def consensus_to_json(c: ConsensusConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"engine": c.engine, "preset": c.preset, "validators": c.validators}
+    if c.merge_block is not None:
+        out["mergeBlock"] = c.merge_block
+    if c.terminal_total_difficulty is not None:
+        out["terminalTotalDifficulty"] = c.terminal_total_difficulty
+    return out
 
 
 def validate_config(config: ChainConfig) -> None:
@@ -151,6 +200,15 @@ def validate_config(config: ChainConfig) -> None:
         raise ConfigError(f"gasLimit {config.gas_limit} is below the minimum 5000")
     if config.base_fee_per_gas < 0:
         raise ConfigError(f"baseFeePerGas {config.base_fee_per_gas} is negative")
+    c = config.consensus
+    if c.engine not in CONSENSUS_ENGINES:
+        raise ConfigError(f"consensus.engine {c.engine!r} is not one of {CONSENSUS_ENGINES}")
+    if c.preset not in ("minimal", "mainnet-like"):
+        raise ConfigError(f"consensus.preset {c.preset!r} is not minimal or mainnet-like")
+    if c.engine == "merge" and (c.merge_block is None) == (c.terminal_total_difficulty is None):
+        raise ConfigError("consensus: a merge needs exactly one of mergeBlock and terminalTotalDifficulty")
+    if not 1 <= c.validators <= 1024:
+        raise ConfigError(f"consensus.validators {c.validators} out of range (1..1024)")
     if not 0 <= config.dev_account_count <= 1000:
         raise ConfigError(f"accounts {config.dev_account_count} out of range (0..1000)")
 

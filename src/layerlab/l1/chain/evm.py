@@ -33,6 +33,7 @@ from eth.abc import (
 )
 from eth.chains.base import MiningChain
 from eth.db.chain_gaps import GENESIS_CHAIN_GAPS, reopen_gap
+from eth.db.chain import BlockDataKey
 from eth.db.schema import SchemaV1
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.rlp.sedes import chain_gaps
@@ -166,6 +167,24 @@ class LayerlabMiningChain(MiningChain):
             self.get_vm().get_header() if parent_header is None
             else self.create_header_from_parent(parent_header)
         )
+        block, receipts, computations = self.build_all(
+            transactions, base_header, withdrawals, *args, **kwargs
+        )
+        persisted = self.persist_block(block, perform_validation=False)
+        self.header = self.create_header_from_parent(block.header)
+        return BlockImportResult(*persisted, None), receipts, computations  # type: ignore[arg-type]
+
+    def build_all(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        base_header: BlockHeaderAPI,
+        withdrawals: Sequence[Any] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[BlockAPI, tuple[ReceiptAPI, ...], tuple[ComputationAPI, ...]]:
+        """Execute ``transactions`` (and EIP-4895 ``withdrawals``) on ``base_header``'s parent
+        state and return the finished block without storing it (a sealer may still change
+        its ``extra_data``, which no opcode reads)."""
         custom_header = self._custom_header(base_header, **kwargs)
         vm = self.get_vm(custom_header)
         new_header, receipts, computations = vm.apply_all_transactions(transactions, base_header)
@@ -175,9 +194,7 @@ class LayerlabMiningChain(MiningChain):
             vm.get_block(), new_header, transactions, receipts, withdrawals=withdrawals
         )
         result = vm.mine_block(filled, *args, **kwargs)  # packs, finalizes and validates
-        persisted = self.persist_block(result.block, perform_validation=False)
-        self.header = self.create_header_from_parent(result.block.header)
-        return BlockImportResult(*persisted, result.meta_witness), receipts, computations
+        return result.block, receipts, computations
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,39 +449,148 @@ class EvmChain:
         target = self.get_header_by_number(number)
         if target is None or number > head.block_number:
             raise InvalidBlock(f"cannot rewind to block {number}: head is {head.block_number}")
-        dropped: list[BlockAPI] = []
-        deletes: list[bytes] = []
-        for n in range(number + 1, head.block_number + 1):
-            header = self.chain.get_canonical_block_header_by_number(n)
-            block = self.get_block(header)
-            dropped.append(block)
-            deletes.append(SchemaV1.make_block_number_to_hash_lookup_key(n))
-            deletes.extend(
-                SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
-                for tx in block.transactions
-            )
-        puts = {SchemaV1.make_canonical_head_hash_lookup_key(): target.hash}
+        _, removed = self.set_head(target.hash)
+        return removed
+
+    def _reopen_gaps(self, old_head: int, new_head: int) -> dict[bytes, bytes]:
+        """py-evm's chain-gap records after numbers ``new_head+1..old_head`` lost their
+        canonical block (so later blocks at those heights are treated as new)."""
+        puts = {}
         for gaps_key in (
             SchemaV1.make_header_chain_gaps_lookup_key(),
             SchemaV1.make_chain_gaps_lookup_key(),
         ):
             encoded = self.db.get(gaps_key)
             gaps = GENESIS_CHAIN_GAPS if encoded is None else rlp.decode(encoded, sedes=chain_gaps)
-            for n in range(head.block_number, number, -1):
+            for n in range(old_head, new_head, -1):
                 gaps = reopen_gap(n, gaps)
             puts[gaps_key] = rlp.encode(gaps, sedes=chain_gaps)
-        self.db.write_many(puts, deletes)
-        self.chain.header = self.chain.create_header_from_parent(target)
-        return dropped
+        return puts
 
     def import_block(self, block: BlockAPI) -> MinedBlock:
-        """Validate and execute a block made elsewhere (chain import, peers)."""
+        """Validate and execute a block made elsewhere (chain import, peers).
+
+        The block may extend any known block, not only the head; py-evm re-executes it on
+        its parent's state and refuses it (storing nothing) unless the state, receipt and
+        transaction roots, gas used and bloom all match the header.
+        """
         try:
             result = self.chain.import_block(block)
+        except HeaderNotFound as exc:
+            raise InvalidBlock(f"block {block.number} has an unknown parent") from exc
         except ValidationError as exc:
             raise InvalidBlock(f"block {block.number} rejected: {exc}") from exc
         header = result.imported_block.header
         return MinedBlock(result.imported_block, self.get_receipts(header), ())
+
+    def build(
+        self,
+        transactions: Sequence[SignedTransactionAPI],
+        *,
+        parent: BlockHeaderAPI,
+        timestamp: int,
+        coinbase: bytes,
+        mix_hash: bytes = b"\x00" * 32,
+        withdrawals: Sequence[Any] = (),
+        parent_beacon_block_root: bytes = EMPTY_BEACON_ROOT,
+    ) -> tuple[BlockAPI, tuple[ReceiptAPI, ...]]:
+        """Execute a block on ``parent`` without storing it, for a consensus engine to seal.
+
+        ``mix_hash`` is the header's ``prevRandao`` (EIP-4399), which the PREVRANDAO opcode
+        reads, so it is fixed before execution; ``extra_data`` is left for the seal.
+        Raises :class:`InvalidTransaction` if a transaction does not apply.
+        """
+        if timestamp <= parent.timestamp:
+            raise InvalidBlock(f"timestamp {timestamp} must exceed parent timestamp {parent.timestamp}")
+        header = self.chain.create_header_from_parent(
+            parent, timestamp=timestamp, gas_limit=self.config.gas_limit, coinbase=coinbase,
+            mix_hash=mix_hash, parent_beacon_block_root=parent_beacon_block_root,
+        )
+        chain: Any = self.chain
+        try:
+            block, receipts, _ = chain.build_all(list(transactions), header, list(withdrawals) or None)
+        except ValidationError as exc:
+            raise InvalidTransaction("invalid-in-block", str(exc)) from exc
+        return block, receipts
+
+    def persist_sealed(self, block: BlockAPI) -> None:
+        """Store a block built by :meth:`build` and sealed; it does not choose the head."""
+        self.chain.persist_block(block, perform_validation=False)
+        self._remember(block)
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return self.get_header_by_hash(block_hash) is not None
+
+    def branch_diff(self, old: bytes, new: bytes) -> tuple[list[BlockAPI], list[BlockAPI]]:
+        """Blocks leaving and joining the chain when the head moves from ``old`` to ``new``:
+        ``(removed, added)``, oldest first, found by walking parent hashes back to the
+        common ancestor (so it does not depend on which blocks are marked canonical)."""
+        a, b = self.get_header_by_hash(old), self.get_header_by_hash(new)
+        if a is None or b is None:
+            raise InvalidBlock("branch_diff over an unknown block")
+        removed: list[BlockAPI] = []
+        added: list[BlockAPI] = []
+        while a.hash != b.hash:
+            if a.block_number >= b.block_number:
+                removed.append(self.get_block(a))
+                a = self.get_header_by_hash(a.parent_hash)  # type: ignore[assignment]
+            else:
+                added.append(self.get_block(b))
+                b = self.get_header_by_hash(b.parent_hash)  # type: ignore[assignment]
+            if a is None or b is None:
+                raise InvalidBlock("branch_diff reached a block with no stored parent")
+        removed.reverse()
+        added.reverse()
+        return removed, added
+
+    def set_head(self, block_hash: bytes) -> tuple[list[BlockAPI], list[BlockAPI]]:
+        """Make ``block_hash`` the canonical head (the fork choice's decision, as
+        ``engine_forkchoiceUpdated`` tells an Ethereum execution client).
+
+        Returns ``(added, removed)``: the blocks that became canonical and those that left
+        the canonical chain, oldest first, so the node can move transactions between the
+        chain and the pool. The canonical number index and transaction lookups are rewritten
+        in one batch.
+        """
+        head = self.head
+        if head.hash == block_hash:
+            return [], []
+        target = self.get_header_by_hash(block_hash)
+        if target is None:
+            raise InvalidBlock(f"cannot set head to unknown block 0x{block_hash.hex()}")
+        added: list[BlockAPI] = []
+        node = target
+        while self.get_header_by_number(node.block_number) is None or \
+                self.get_header_by_number(node.block_number).hash != node.hash:  # type: ignore[union-attr]
+            added.append(self.get_block(node))
+            parent = self.get_header_by_hash(node.parent_hash)
+            if parent is None:
+                raise InvalidBlock(f"block 0x{node.hash.hex()} has no stored parent")
+            node = parent
+        ancestor = node.block_number
+        added.reverse()
+        removed = [self.get_block(self.chain.get_canonical_block_header_by_number(n))
+                   for n in range(ancestor + 1, head.block_number + 1)]
+        puts: dict[bytes, bytes] = {SchemaV1.make_canonical_head_hash_lookup_key(): target.hash}
+        deletes: list[bytes] = []
+        for block in removed:
+            deletes.append(SchemaV1.make_block_number_to_hash_lookup_key(block.number))
+            deletes.extend(SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
+                           for tx in block.transactions)
+        if target.block_number < head.block_number:
+            puts.update(self._reopen_gaps(head.block_number, target.block_number))
+        removed_keys = set(deletes)
+        for block in added:
+            key = SchemaV1.make_block_number_to_hash_lookup_key(block.number)
+            puts[key] = rlp.encode(block.hash, sedes=rlp.sedes.binary)
+            removed_keys.discard(key)
+            for index, tx in enumerate(block.transactions):
+                tx_key = SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
+                puts[tx_key] = rlp.encode(BlockDataKey(block.number, index))
+                removed_keys.discard(tx_key)
+        self.db.write_many(puts, [k for k in deletes if k in removed_keys])
+        self.chain.header = self.chain.create_header_from_parent(target)
+        return added, removed
 
     def decode_block(self, encoded: bytes) -> BlockAPI:
         return self.decode_block_bytes(encoded)

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 Root = bytes
 """A 32-byte block root (the execution block hash)."""
+Slot = int
+"""A slot number (``slot_seconds`` long); PoS may start mid-chain, so any non-negative int."""
+Epoch = int
+"""``slot // slots_per_epoch``: the unit of Casper FFG checkpoints and committee shuffling."""
+ValidatorIndex = int
+"""A position in ``BeaconState.validators`` (validators are appended, never removed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,7 +182,8 @@ class RpcApi:
         self.methods: dict[str, Callable[..., Any]] = {}
         for name, fn in inspect.getmembers(self, predicate=inspect.ismethod):
             if "_" in name and not name.startswith("_") and name.split("_")[0] in (
-                "eth", "net", "web3", "debug", "evm", "anvil", "personal", "txpool", "layerlab"
+                "eth", "net", "web3", "debug", "evm", "anvil", "personal", "txpool", "layerlab",
+                "admin",
             ):
                 self.methods[name] = fn
                 if name.startswith("anvil_"):
@@ -265,7 +266,60 @@ class RpcApi:
         return True
 
     def net_peerCount(self) -> str:
-        return "0x0"
+        network = self.node.network
+        return hex_int(len(network.peers) if network is not None else 0)
+
+    # -- network and consensus (geth's admin_* names) --------------------------------------
+    def _network(self) -> Any:
+        if self.node.network is None:
+            raise InvalidParams("this node runs without a p2p network (start it with --p2p-port)")
+        return self.node.network
+
+    @staticmethod
+    def _peer_address(addr: Any) -> tuple[str, int]:
+        if not isinstance(addr, str) or addr.count(":") != 1:
+            raise InvalidParams(f"peer address must be 'host:port', got {addr!r}")
+        host, port = addr.split(":")
+        if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidParams(f"peer address must be 127.0.0.1:<port>, got {addr!r}")
+        return "127.0.0.1", int(port)
+
+    def admin_peers(self) -> list[dict[str, Any]]:
+        return list(self._network().status())
+
+    def admin_nodeInfo(self) -> dict[str, Any]:
+        net = self._network()
+        return {"id": net.node_id.hex(), "listenAddr": f"{net.host}:{net.port}"}
+
+    def admin_addPeer(self, addr: Any) -> bool:
+        self._network().add_peer(*self._peer_address(addr))
+        return True
+
+    def admin_removePeer(self, addr: Any) -> bool:
+        return bool(self._network().remove_peer(*self._peer_address(addr)))
+
+    def layerlab_status(self) -> dict[str, Any]:
+        """Head, finality, peers and fork statistics (what ``layerlab net status`` shows)."""
+        node = self.node
+        head = node.head
+        out: dict[str, Any] = {
+            "head": {"number": head.block_number, "hash": hex_data(head.hash),
+                     "timestamp": head.timestamp},
+            "consensus": "dev", "pending": len(node.pool),
+            "reorgs": len(node.reorgs), "maxReorgDepth": max((d for d, _ in node.reorgs), default=0),
+        }
+        if node.engine is not None:
+            out.update(node.engine.status())
+            fin = node.engine.finality(head)
+            out["finalized"] = {"kind": fin.kind, "number": fin.number,
+                                "hash": hex_data(fin.block_hash) if fin.block_hash else None,
+                                **fin.detail}
+        if node.network is not None:
+            out["peers"] = len(node.network.peers)
+            out["p2p"] = {**node.network.stats, "port": node.network.port}
+        if node.producer is not None:
+            out["producer"] = node.producer.status()
+        return out
 
     # -- chain state ---------------------------------------------------------------------
     def eth_chainId(self) -> str:

@@ -1,0 +1,76 @@
+"""Wire messages between L1 nodes: a 4-byte length, a 1-byte message id, an RLP payload.
+
+The message set is a small subset of Ethereum's ``eth`` wire protocol (devp2p ``eth/68``):
+``Status`` (here :data:`HELLO`), ``Transactions``, ``NewBlock``, and a locator-based
+``GetBlocks``/``Blocks`` pair in the style of Bitcoin's ``getblocks`` (the requester lists
+hashes of its chain at exponentially spaced heights; the responder continues from the
+first one it has on its own canonical chain). Consensus votes (attestations, slashings)
+travel as opaque bytes that the consensus layer encodes, as the beacon chain's gossip
+topics do. There is no RLPx encryption: nodes run on loopback and every block and vote
+is verified on its own merits, whoever relayed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+import rlp
+
+from layerlab.errors import PeerError
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 16 << 20
+MAX_BLOCKS_PER_REQUEST = 128
+
+HELLO = 0
+TXS = 1
+BLOCK = 2
+GET_BLOCKS = 3
+BLOCKS = 4
+ATTESTATION = 5
+SLASHING = 6
+NAMES = {HELLO: "hello", TXS: "txs", BLOCK: "block", GET_BLOCKS: "get-blocks", BLOCKS: "blocks",
+         ATTESTATION: "attestation", SLASHING: "slashing"}
+
+
+def encode_frame(msg_id: int, payload: Any) -> bytes:
+    body = bytes([msg_id]) + rlp.encode(payload)
+    if len(body) > MAX_FRAME:
+        raise PeerError(f"{NAMES.get(msg_id, msg_id)} message of {len(body)} bytes exceeds {MAX_FRAME}")
+    return bytes(struct.pack(">I", len(body)) + body)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, Any]:
+    """One message as ``(id, decoded RLP)``; :class:`PeerError` on a bad frame,
+    ``asyncio.IncompleteReadError`` at EOF."""
+    (length,) = struct.unpack(">I", await reader.readexactly(4))
+    if length == 0 or length > MAX_FRAME:
+        raise PeerError(f"frame length {length} outside 1..{MAX_FRAME}")
+    body = await reader.readexactly(length)
+    msg_id = body[0]
+    if msg_id not in NAMES:
+        raise PeerError(f"unknown message id {msg_id}")
+    try:
+        return msg_id, rlp.decode(body[1:])
+    except (rlp.DecodingError, ValueError) as exc:
+        raise PeerError(f"{NAMES[msg_id]} payload is not RLP: {exc}") from exc
+
+
+def as_int(value: Any, what: str) -> int:
+    if not isinstance(value, bytes) or len(value) > 32:
+        raise PeerError(f"{what}: expected an RLP integer")
+    return int.from_bytes(value, "big")
+
+
+def as_bytes(value: Any, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, bytes) or (size is not None and len(value) != size):
+        raise PeerError(f"{what}: expected {size or 'some'} bytes")
+    return value
+
+
+def as_list(value: Any, what: str, limit: int = 100_000) -> list[Any]:
+    if not isinstance(value, list) or len(value) > limit:
+        raise PeerError(f"{what}: expected a list of at most {limit} items")
+    return value
