@@ -12,6 +12,7 @@ can share a machine's cores; hash power is then roughly proportional to ``duty``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -53,10 +54,8 @@ class PowMiner:
         self._stop = True
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
 
     @property
     def hashrate(self) -> float:

@@ -32,8 +32,8 @@ from eth.abc import (
     StateAPI,
 )
 from eth.chains.base import MiningChain
-from eth.db.chain_gaps import GENESIS_CHAIN_GAPS, reopen_gap
 from eth.db.chain import BlockDataKey
+from eth.db.chain_gaps import GENESIS_CHAIN_GAPS, reopen_gap
 from eth.db.schema import SchemaV1
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.rlp.sedes import chain_gaps

@@ -1176,6 +1176,8 @@ def process_block(
             f"wrong proposer for slot {slot}: got {body.proposer_index}, expected {expected_proposer}"
         )
     proposer = state.validators[expected_proposer]
+    if proposer.slashed:
+        raise ConsensusError(f"proposer {expected_proposer} of slot {slot} is slashed")
     if len(body.randao_reveal) != bls.SIGNATURE_SIZE:
         raise ConsensusError(
             f"randao reveal must be {bls.SIGNATURE_SIZE} bytes, got {len(body.randao_reveal)}"

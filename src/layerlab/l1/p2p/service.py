@@ -178,7 +178,7 @@ class NetworkService:
                     try:
                         reader, writer = await asyncio.wait_for(
                             asyncio.open_connection(*addr), HELLO_TIMEOUT)
-                    except (OSError, asyncio.TimeoutError):
+                    except (TimeoutError, OSError):
                         backoff = min(backoff * 2, DIAL_BACKOFF_MAX)
                     else:
                         backoff = 0.2
@@ -216,7 +216,7 @@ class NetworkService:
             log.info("dropping %s: %s", peer.address if peer else host, exc)
             if peer is not None:
                 self.penalize(peer, PENALTY_BAD_FRAME, str(exc))
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             writer.close()
