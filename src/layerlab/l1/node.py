@@ -346,7 +346,7 @@ class Node:
         parent = self.chain.get_header_by_hash(block.header.parent_hash)
         if parent is None:
             raise UnknownParent(block.header.parent_hash, block.number)
-        record = self.engine.check(block.header, parent, body, time.time() if now is None else now)
+        record = self.engine.check(block, parent, body, time.time() if now is None else now)
         old_head = bytes(self.head.hash)
         mined = self.chain.import_block(block)
         self.engine.accept(block.header, record, body, mined.receipts)

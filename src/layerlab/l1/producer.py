@@ -92,7 +92,7 @@ class PowMiner:
                 if self.node.head.hash != parent.hash and self.node.has_block(sealed.hash):
                     return
                 sealed_block = block.copy(header=sealed)
-                record = engine.check(sealed, parent, b"", time.time())
+                record = engine.check(sealed_block, parent, b"", time.time())
                 self.node.commit_local(sealed_block, record, b"", receipts)
                 self.blocks_mined += 1
                 log.info("mined block #%d 0x%s (difficulty %d, %d txs)", sealed.block_number,

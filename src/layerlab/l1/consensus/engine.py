@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth.abc import BlockHeaderAPI, ReceiptAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI
 
 from layerlab.l1.storage import NODE_PREFIX, ChainDB
 
@@ -51,7 +51,7 @@ class ConsensusEngine(ABC):
 
     # -- verification --------------------------------------------------------------------
     @abstractmethod
-    def check(self, header: BlockHeaderAPI, parent: BlockHeaderAPI, body: bytes, now: float) -> Any:
+    def check(self, block: BlockAPI, parent: BlockHeaderAPI, body: bytes, now: float) -> Any:
         """Consensus checks of a block before it is executed; raise :class:`InvalidBlock`.
 
         ``body`` is the consensus part carried next to the execution block (empty for
@@ -59,8 +59,9 @@ class ConsensusEngine(ABC):
         """
 
     @abstractmethod
-    def accept(self, header: BlockHeaderAPI, record: Any, body: bytes,
-               receipts: Sequence[ReceiptAPI]) -> None:
+    def accept(
+        self, header: BlockHeaderAPI, record: Any, body: bytes, receipts: Sequence[ReceiptAPI]
+    ) -> None:
         """Record a block that was checked, executed and stored."""
 
     @abstractmethod

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rlp
-from eth.abc import BlockHeaderAPI, ReceiptAPI
+from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI
 from eth_hash.auto import keccak
 
 from layerlab.errors import InvalidBlock
@@ -57,15 +57,26 @@ class PowParams:
     name: str = "custom"
 
 
-MINIMAL = PowParams(target_block_time=2, initial_difficulty=20_000, min_difficulty=1_000,
-                    adjustment_quotient=16, confirmations=6, name="minimal")
-MAINNET_LIKE = PowParams(target_block_time=13, initial_difficulty=2_000_000, min_difficulty=131_072,
-                         adjustment_quotient=2048, confirmations=12, name="mainnet-like")
+MINIMAL = PowParams(
+    target_block_time=2,
+    initial_difficulty=20_000,
+    min_difficulty=1_000,
+    adjustment_quotient=16,
+    confirmations=6,
+    name="minimal",
+)
+MAINNET_LIKE = PowParams(
+    target_block_time=13,
+    initial_difficulty=2_000_000,
+    min_difficulty=131_072,
+    adjustment_quotient=2048,
+    confirmations=12,
+    name="mainnet-like",
+)
 PRESETS = {"minimal": MINIMAL, "mainnet-like": MAINNET_LIKE}
 
 
-def next_difficulty(params: PowParams, parent_difficulty: int, parent_timestamp: int,
-                    timestamp: int) -> int:
+def next_difficulty(params: PowParams, parent_difficulty: int, parent_timestamp: int, timestamp: int) -> int:
     """The difficulty a child block must meet (EIP-2 retarget toward ``target_block_time``)."""
     elapsed = timestamp - parent_timestamp
     factor = max(1 - elapsed // params.target_block_time, MAX_DIFFICULTY_DROP)
@@ -119,7 +130,7 @@ class Sealer:
         end = self.nonce + attempts
         nonce = self.nonce
         while nonce < end:
-            buf[off:off + NONCE_SIZE] = (nonce % 2**64).to_bytes(NONCE_SIZE, "big")
+            buf[off : off + NONCE_SIZE] = (nonce % 2**64).to_bytes(NONCE_SIZE, "big")
             if int.from_bytes(keccak(bytes(buf)), "big") <= target:
                 self.attempts += nonce - self.nonce + 1
                 self.nonce = nonce + 1
@@ -192,7 +203,8 @@ class PowEngine(ConsensusEngine):
             raise InvalidBlock(f"no proof-of-work record for parent 0x{parent.hash.hex()}")
         return next_difficulty(self.params, rec.difficulty, parent.timestamp, timestamp)
 
-    def check(self, header: BlockHeaderAPI, parent: BlockHeaderAPI, body: bytes, now: float) -> PowRecord:
+    def check(self, block: BlockAPI, parent: BlockHeaderAPI, body: bytes, now: float) -> PowRecord:
+        header = block.header
         if body:
             raise InvalidBlock(f"block {header.block_number}: a PoW block carries no consensus body")
         if header.timestamp > now + self.params.max_future_seconds:
@@ -206,8 +218,9 @@ class PowEngine(ConsensusEngine):
         assert parent_rec is not None  # difficulty_for checked it
         return PowRecord(difficulty, parent_rec.total_difficulty + difficulty)
 
-    def accept(self, header: BlockHeaderAPI, record: Any, body: bytes,
-               receipts: Sequence[ReceiptAPI]) -> None:
+    def accept(
+        self, header: BlockHeaderAPI, record: Any, body: bytes, receipts: Sequence[ReceiptAPI]
+    ) -> None:
         rec: PowRecord = record
         self._records[header.hash] = rec
         puts = self._put(b"pow", header.hash, rec.encode())
@@ -222,12 +235,20 @@ class PowEngine(ConsensusEngine):
     def finality(self, head: BlockHeaderAPI) -> Finality:
         k = self.params.confirmations
         number = max(head.block_number - k, 0)
-        return Finality("k-confirmations", number, b"", {
-            "k": k,
-            "attacker_success_10pct": attacker_success_probability(0.10, k),
-            "attacker_success_30pct": attacker_success_probability(0.30, k),
-        })
+        return Finality(
+            "k-confirmations",
+            number,
+            b"",
+            {
+                "k": k,
+                "attacker_success_10pct": attacker_success_probability(0.10, k),
+                "attacker_success_30pct": attacker_success_probability(0.30, k),
+            },
+        )
 
     def status(self) -> dict[str, Any]:
-        return {"consensus": "pow", "difficulty": self._head_record.difficulty,
-                "totalDifficulty": self._head_record.total_difficulty}
+        return {
+            "consensus": "pow",
+            "difficulty": self._head_record.difficulty,
+            "totalDifficulty": self._head_record.total_difficulty,
+        }
