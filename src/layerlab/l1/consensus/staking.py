@@ -162,8 +162,9 @@ def decode_staking_logs(
                 else:
                     exits.append(_decode_exit(log))
             except (DecodingError, ValueError, OverflowError) as exc:
-                logger.warning("ignoring malformed staking log (topics %s): %s",
-                               [hex(t) for t in log.topics], exc)
+                logger.warning(
+                    "ignoring malformed staking log (topics %s): %s", [hex(t) for t in log.topics], exc
+                )
     return deposits, exits
 
 
@@ -184,9 +185,7 @@ def _check_size(name: str, value: bytes, size: int) -> bytes:
 
 def _decode_deposit(log: LogLike) -> Deposit:
     withdrawal_address = _indexed_address(log)
-    pubkey, amount_gwei, signature, index = decode(
-        ["bytes", "uint64", "bytes", "uint64"], bytes(log.data)
-    )
+    pubkey, amount_gwei, signature, index = decode(["bytes", "uint64", "bytes", "uint64"], bytes(log.data))
     return Deposit(
         pubkey=_check_size("pubkey", pubkey, bls.PUBKEY_SIZE),
         withdrawal_address=withdrawal_address,
@@ -199,5 +198,4 @@ def _decode_deposit(log: LogLike) -> Deposit:
 def _decode_exit(log: LogLike) -> ExitRequest:
     source_address = _indexed_address(log)
     (pubkey,) = decode(["bytes"], bytes(log.data))
-    return ExitRequest(pubkey=_check_size("pubkey", pubkey, bls.PUBKEY_SIZE),
-                       source_address=source_address)
+    return ExitRequest(pubkey=_check_size("pubkey", pubkey, bls.PUBKEY_SIZE), source_address=source_address)
