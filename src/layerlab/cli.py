@@ -58,6 +58,7 @@ def node(
     duty: Annotated[float, typer.Option(help="Fraction of time the miner hashes (0..1].")] = 1.0,
     coinbase: Annotated[str | None, typer.Option(help="Miner/fee recipient address.")] = None,
     validators: Annotated[str, typer.Option(help="PoS validator indices this node runs, e.g. 0,1.")] = "",
+    byzantine: Annotated[str, typer.Option(help="Misbehave on purpose (tests): double-propose,double-vote.")] = "",
 ) -> None:
     """Run an L1 node: py-evm execution, LevelDB storage, JSON-RPC on HTTP + WS.
 
@@ -71,7 +72,7 @@ def node(
     cfg, directory = _node_options(config, data_dir, in_memory, chain_id, gas_limit, base_fee,
                                    accounts, mnemonic)
     if p2p_port is not None:
-        _network_node(cfg, directory, host, port, p2p_port, peers, mine, duty, coinbase, validators, quiet)
+        _network_node(cfg, directory, host, port, p2p_port, peers, mine, duty, coinbase, validators, byzantine)
         return
     mode = MiningMode.MANUAL if no_mining else (
         MiningMode.INTERVAL if block_time else MiningMode.AUTO)
@@ -89,7 +90,7 @@ def node(
 
 
 def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p_port: int, peers: str,
-                  mine: bool, duty: float, coinbase: str | None, validators: str, quiet: bool) -> None:
+                  mine: bool, duty: float, coinbase: str | None, validators: str, byzantine: str) -> None:
     from layerlab.l1.chain.config import ChainConfig
     from layerlab.l1.netrunner import NetOptions, make_node, serve_network
 
@@ -104,6 +105,7 @@ def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p
         p2p_port=p2p_port, peers=peer_list, mine=mine, duty=duty,
         coinbase=bytes.fromhex(coinbase.removeprefix("0x")) if coinbase else b"\x00" * 20,
         validator_indices=[int(v) for v in validators.split(",") if v.strip()],
+        byzantine=[b.strip() for b in byzantine.split(",") if b.strip()],
     )
     n = make_node(cfg, directory)
 

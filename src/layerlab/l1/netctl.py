@@ -52,6 +52,7 @@ class NodeSpec:
     mine: bool = True
     validators: str = ""
     duty: float = 0.5
+    byzantine: str = ""
     pid: int | None = None
 
     @property
@@ -67,6 +68,8 @@ class NodeSpec:
             cmd.append("--mine")
         if self.validators:
             cmd += ["--validators", self.validators]
+        if self.byzantine:
+            cmd += ["--byzantine", self.byzantine]
         return cmd
 
     def start(self, config: Path) -> subprocess.Popen[bytes]:

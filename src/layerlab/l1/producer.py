@@ -16,16 +16,30 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from eth.abc import BlockAPI
 
+from layerlab.crypto import bls
 from layerlab.errors import LayerlabError
+from layerlab.l1.consensus import pos
+from layerlab.l1.consensus.beacon import (
+    PosEngine,
+    encode_attestation,
+    encode_signed_body,
+    encode_slashing,
+    to_exec_withdrawals,
+    validator_secret,
+)
 from layerlab.l1.consensus.pow import PowEngine, Sealer
+from layerlab.l1.consensus.types import Attestation
 from layerlab.l1.node import Node
 
 log = logging.getLogger(__name__)
 
+ATTESTATION_MSG = 5
+SLASHING_MSG = 6
+"""Gossip message ids (``l1/p2p/wire.py``); producers do not import the p2p layer."""
 CHUNK = 1_000
 TEMPLATE_SECONDS = 1.0
 
@@ -108,3 +122,123 @@ class PowMiner:
     def status(self) -> dict[str, object]:
         return {"role": "miner", "enabled": self.enabled, "blocksMined": self.blocks_mined,
                 "hashrate": round(self.hashrate), "duty": self.duty}
+
+
+class PosValidator:
+    """The validator client of the PoS validators this node holds keys for.
+
+    Each slot (phase0 validator guide): at the slot's start, if one of our validators is
+    the proposer on our head's state, build, sign and publish a block; a third into the
+    slot, each of our validators in the slot's committee signs an attestation to our head
+    (LMD-GHOST vote plus FFG source and target) and gossips it. ``byzantine`` makes chosen
+    validators misbehave on purpose, for the slashing tests: ``double-propose`` publishes
+    two different blocks for one slot, ``double-vote`` two different votes.
+    """
+
+    def __init__(self, node: Node, engine: Callable[[], PosEngine | None], indices: Sequence[int], *,
+                 coinbase: bytes, publish_block: Callable[[BlockAPI, bytes], None],
+                 publish_vote: Callable[[int, bytes], None], byzantine: Sequence[str] = ()) -> None:
+        self.node = node
+        self.engine = engine
+        self.keys = {i: validator_secret(i) for i in indices}
+        self.coinbase = coinbase
+        self.publish_block = publish_block
+        self.publish_vote = publish_vote
+        self.byzantine = set(byzantine)
+        self.proposed = 0
+        self.attested = 0
+        self.missed: list[int] = []
+        self._last_slot = -1
+        self._task: asyncio.Task[None] | None = None
+        self._stop = False
+
+    async def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        self._stop = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def status(self) -> dict[str, object]:
+        return {"role": "validator", "validators": sorted(self.keys), "proposed": self.proposed,
+                "attested": self.attested, "byzantine": sorted(self.byzantine)}
+
+    async def _run(self) -> None:
+        while not self._stop:
+            engine = self.engine()
+            if engine is None or not self.keys:
+                await asyncio.sleep(0.1)
+                continue
+            now = time.time()
+            slot = engine.slot_at(now)
+            start = engine.slot_start(slot)
+            if slot > self._last_slot and slot > engine.anchor_slot:
+                self._last_slot = slot
+                try:
+                    self._propose(engine, slot)
+                except LayerlabError as exc:
+                    log.warning("proposal at slot %d failed: %s", slot, exc)
+                attest_at = start + engine.preset.slot_seconds / 3
+                await asyncio.sleep(max(attest_at - time.time(), 0))
+                engine = self.engine()
+                if engine is not None:
+                    try:
+                        self._attest(engine, slot)
+                    except LayerlabError as exc:
+                        log.warning("attestation at slot %d failed: %s", slot, exc)
+            next_start = engine.slot_start(engine.slot_at(time.time()) + 1) if engine else time.time() + 0.1
+            await asyncio.sleep(min(max(next_start - time.time(), 0.005), 1.0))
+
+    def _propose(self, engine: PosEngine, slot: int) -> None:
+        parent = self.node.head
+        if not engine.knows(bytes(parent.hash)) or engine.slot_of_block(parent) >= slot:
+            return
+        state = pos.process_slots(engine.state_of(bytes(parent.hash)), slot)
+        proposer = pos.get_beacon_proposer_index(state, slot)
+        if proposer not in self.keys:
+            return
+        variants = 2 if "double-propose" in self.byzantine else 1
+        for variant in range(variants):
+            sk = self.keys[proposer]
+            body, mix = engine.build_body(parent, slot, proposer, sk)
+            coinbase = self.coinbase if variant == 0 else b"\xba\xd0" + self.coinbase[2:]
+            block, receipts = self.node.build_template(
+                timestamp=engine.slot_start(slot), coinbase=coinbase, mix_hash=mix,
+                withdrawals=to_exec_withdrawals(body.withdrawals))
+            block = block.copy(header=block.header.copy(extra_data=body.root()))
+            signature = bls.sign(sk, pos.proposal_signing_root(slot, proposer, bytes(block.hash)))
+            signed = encode_signed_body(body, signature)
+            record = engine.check(block, parent, signed, time.time())
+            self.node.commit_local(block, record, signed, receipts)
+            self.publish_block(block, signed)
+            self.proposed += 1
+            log.info("proposed block #%d at slot %d (validator %d, %d attestations, %d txs)",
+                     block.number, slot, proposer, len(body.attestations), len(block.transactions))
+
+    def _attest(self, engine: PosEngine, slot: int) -> None:
+        head = bytes(self.node.head.hash)
+        if not engine.knows(head):
+            return
+        state = engine.state_of(head)
+        if slot > state.slot:
+            state = pos.process_slots(state, slot)
+        committee = pos.get_committee(state, slot)
+        for index in committee:
+            if index not in self.keys:
+                continue
+            votes = [pos.make_attestation_data(engine.state_of(head), slot, head)]
+            if "double-vote" in self.byzantine:
+                parent = bytes(self.node.head.parent_hash)
+                if engine.knows(parent) and engine.state_of(parent).slot < slot:
+                    alt = pos.make_attestation_data(engine.state_of(parent), slot, parent)
+                    if alt != votes[0]:
+                        votes.append(alt)
+            for data in votes:
+                att = Attestation(data, (index,), bls.sign(self.keys[index], pos.attestation_signing_root(data)))
+                for evidence in engine.on_attestation(att):
+                    self.publish_vote(SLASHING_MSG, encode_slashing(evidence))
+                self.publish_vote(ATTESTATION_MSG, encode_attestation(att))
+                self.attested += 1

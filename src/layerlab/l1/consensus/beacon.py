@@ -22,6 +22,7 @@ proposer, so an equivocating validator is slashed on every honest node.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -108,8 +109,14 @@ def to_exec_withdrawals(ws: Sequence[Any]) -> list[Any]:
 
 
 def genesis_validators(count: int, withdrawal_addresses: Sequence[bytes]) -> list[tuple[bytes, bytes, int]]:
-    return [(bls.public_key(validator_secret(i)), withdrawal_addresses[i % len(withdrawal_addresses)],
-             GENESIS_STAKE_GWEI) for i in range(count)]
+    return [
+        (
+            bls.public_key(validator_secret(i)),
+            withdrawal_addresses[i % len(withdrawal_addresses)],
+            GENESIS_STAKE_GWEI,
+        )
+        for i in range(count)
+    ]
 
 
 class PosEngine(ConsensusEngine):
@@ -117,8 +124,15 @@ class PosEngine(ConsensusEngine):
 
     kind = "pos"
 
-    def __init__(self, db: ChainDB, chain: EvmChain, preset: PosPreset, anchor: BlockHeaderAPI,
-                 anchor_state: BeaconState, genesis_time: int) -> None:
+    def __init__(
+        self,
+        db: ChainDB,
+        chain: EvmChain,
+        preset: PosPreset,
+        anchor: BlockHeaderAPI,
+        anchor_state: BeaconState,
+        genesis_time: int,
+    ) -> None:
         super().__init__(db)
         self.chain = chain
         self.preset = preset
@@ -138,6 +152,10 @@ class PosEngine(ConsensusEngine):
 
     def slot_start(self, slot: int) -> int:
         return self.genesis_time + slot * self.preset.slot_seconds
+
+    @property
+    def anchor_slot(self) -> int:
+        return self.slot_at(self.anchor.timestamp)
 
     def slot_of_block(self, header: BlockHeaderAPI) -> int:
         return self.slot_at(header.timestamp)
@@ -167,8 +185,10 @@ class PosEngine(ConsensusEngine):
         header = block.header
         number = header.block_number
         if not body:
-            raise InvalidBlock(f"block {number}: a proof-of-stake block needs a signed consensus body "
-                               "(a proof-of-work block after the switch is refused)")
+            raise InvalidBlock(
+                f"block {number}: a proof-of-stake block needs a signed consensus body "
+                "(a proof-of-work block after the switch is refused)"
+            )
         beacon, signature = decode_signed_body(body)
         if parent.hash not in self.store:
             raise InvalidBlock(f"block {number}: parent 0x{parent.hash.hex()[:16]} is not on this PoS chain")
@@ -181,8 +201,10 @@ class PosEngine(ConsensusEngine):
         finalized = self.store.finalized
         fin_slot = finalized.epoch * self.preset.slots_per_epoch
         if self.store.get_ancestor(bytes(parent.hash), fin_slot) != finalized.root:
-            raise InvalidBlock(f"block {number} conflicts with the finalized checkpoint "
-                               f"(epoch {finalized.epoch}, 0x{finalized.root.hex()[:16]})")
+            raise InvalidBlock(
+                f"block {number} conflicts with the finalized checkpoint "
+                f"(epoch {finalized.epoch}, 0x{finalized.root.hex()[:16]})"
+            )
         if header.extra_data != beacon.root():
             raise InvalidBlock(f"block {number}: header does not commit to its consensus body")
         if tuple(to_exec_withdrawals(beacon.withdrawals)) != tuple(block.withdrawals or ()):
@@ -191,8 +213,14 @@ class PosEngine(ConsensusEngine):
         if tuple(deposits) != beacon.deposits or tuple(exits) != beacon.exits:
             raise InvalidBlock(f"block {number}: deposits/exits differ from the parent's staking events")
         try:
-            post = pos.process_block(self.store.state_of(bytes(parent.hash)), slot, bytes(parent.hash),
-                                     bytes(header.hash), beacon, signature)
+            post = pos.process_block(
+                self.store.state_of(bytes(parent.hash)),
+                slot,
+                bytes(parent.hash),
+                bytes(header.hash),
+                beacon,
+                signature,
+            )
         except ConsensusError as exc:
             raise InvalidBlock(f"block {number}: {exc}") from exc
         if header.mix_hash != post.randao_mix:
@@ -205,14 +233,18 @@ class PosEngine(ConsensusEngine):
             return [], []
         return decode_staking_logs(self.chain.get_receipts(parent))
 
-    def accept(self, header: BlockHeaderAPI, record: Any, body: bytes,
-               receipts: Sequence[ReceiptAPI]) -> None:
+    def accept(
+        self, header: BlockHeaderAPI, record: Any, body: bytes, receipts: Sequence[ReceiptAPI]
+    ) -> None:
         post: BeaconState = record
         root, parent = bytes(header.hash), bytes(header.parent_hash)
-        self.db.write_many({
-            **self._put(self._tag, root, rlp.encode([parent, post.slot, root, post.encode()])),
-            **self._put(b"body", root, body),
-        }, [])
+        self.db.write_many(
+            {
+                **self._put(self._tag, root, rlp.encode([parent, post.slot, root, post.encode()])),
+                **self._put(b"body", root, body),
+            },
+            [],
+        )
         try:
             self.store.on_block(root, parent, post.slot, post)
         except ConsensusError as exc:
@@ -221,15 +253,15 @@ class PosEngine(ConsensusEngine):
         self._observe_proposal(SignedBlockHeader(post.slot, beacon.proposer_index, root, signature))
         for att in beacon.attestations:
             self._vote(att, verify=False)
-        included: list[ProposerSlashing | AttesterSlashing] = [*beacon.proposer_slashings,
-                                                               *beacon.attester_slashings]
+        included: list[ProposerSlashing | AttesterSlashing] = [
+            *beacon.proposer_slashings,
+            *beacon.attester_slashings,
+        ]
         for evidence in included:
             self._record_slashing(evidence, included_in=root)
             if isinstance(evidence, AttesterSlashing):
-                try:
+                with contextlib.suppress(ConsensusError):
                     self.store.on_attester_slashing(evidence, verify_signatures=False)
-                except ConsensusError:
-                    pass
         self.store.prune()
 
     def head(self) -> bytes:
@@ -238,10 +270,16 @@ class PosEngine(ConsensusEngine):
     def finality(self, head: BlockHeaderAPI) -> Finality:
         fin, just = self.store.finalized, self.store.justified
         fin_header = self.chain.get_header_by_hash(fin.root)
-        return Finality("checkpoint", fin_header.block_number if fin_header else 0, fin.root, {
-            "epoch": fin.epoch, "justifiedEpoch": just.epoch,
-            "justifiedRoot": "0x" + just.root.hex(),
-        })
+        return Finality(
+            "checkpoint",
+            fin_header.block_number if fin_header else 0,
+            fin.root,
+            {
+                "epoch": fin.epoch,
+                "justifiedEpoch": just.epoch,
+                "justifiedRoot": "0x" + just.root.hex(),
+            },
+        )
 
     def body(self, block_hash: bytes) -> bytes:
         return self._get(b"body", block_hash) or b""
@@ -253,9 +291,14 @@ class PosEngine(ConsensusEngine):
             "consensus": "pos",
             "slot": state.slot,
             "epoch": state.slot // self.preset.slots_per_epoch,
-            "justified": {"epoch": self.store.justified.epoch, "root": "0x" + self.store.justified.root.hex()},
-            "finalizedCheckpoint": {"epoch": self.store.finalized.epoch,
-                                    "root": "0x" + self.store.finalized.root.hex()},
+            "justified": {
+                "epoch": self.store.justified.epoch,
+                "root": "0x" + self.store.justified.root.hex(),
+            },
+            "finalizedCheckpoint": {
+                "epoch": self.store.finalized.epoch,
+                "root": "0x" + self.store.finalized.root.hex(),
+            },
             "validators": len(state.validators),
             "activeStakeGwei": pos.get_total_active_balance(state),
             "slashed": [i for i, v in enumerate(state.validators) if v.slashed],
@@ -264,10 +307,19 @@ class PosEngine(ConsensusEngine):
 
     def validators(self) -> list[dict[str, Any]]:
         state = self.store.state_of(self.head())
-        return [{"index": i, "pubkey": "0x" + v.pubkey.hex(), "balanceGwei": v.balance,
-                 "effectiveBalanceGwei": v.effective_balance, "slashed": v.slashed,
-                 "activationEpoch": v.activation_epoch, "exitEpoch": v.exit_epoch,
-                 "withdrawn": v.withdrawn} for i, v in enumerate(state.validators)]
+        return [
+            {
+                "index": i,
+                "pubkey": "0x" + v.pubkey.hex(),
+                "balanceGwei": v.balance,
+                "effectiveBalanceGwei": v.effective_balance,
+                "slashed": v.slashed,
+                "activationEpoch": v.activation_epoch,
+                "exitEpoch": v.exit_epoch,
+                "withdrawn": v.withdrawn,
+            }
+            for i, v in enumerate(state.validators)
+        ]
 
     # -- votes and evidence --------------------------------------------------------------
     def on_attestation(self, att: Attestation) -> list[ProposerSlashing | AttesterSlashing]:
@@ -280,8 +332,9 @@ class PosEngine(ConsensusEngine):
             state = pos.process_slots(state, data.slot)
         committee = set(pos.get_committee(state, data.slot))
         if not set(att.validator_indices) <= committee:
-            raise ConsensusError(f"attesters {list(att.validator_indices)} not in the committee of slot "
-                                 f"{data.slot}")
+            raise ConsensusError(
+                f"attesters {list(att.validator_indices)} not in the committee of slot {data.slot}"
+            )
         pos.validate_indexed_attestation(state, att, True)
         return self._vote(att, verify=False)
 
@@ -310,15 +363,18 @@ class PosEngine(ConsensusEngine):
         if isinstance(evidence, ProposerSlashing):
             pos.validate_proposer_slashing(state, evidence, True)
         else:
-            if not pos.is_slashable_attestation_data(evidence.attestation_1.data, evidence.attestation_2.data):
+            if not pos.is_slashable_attestation_data(
+                evidence.attestation_1.data, evidence.attestation_2.data
+            ):
                 raise ConsensusError("attestations are neither a double vote nor a surround vote")
             pos.validate_indexed_attestation(state, evidence.attestation_1, True)
             pos.validate_indexed_attestation(state, evidence.attestation_2, True)
             self.store.on_attester_slashing(evidence, verify_signatures=False)
         return self._record_slashing(evidence)
 
-    def _record_slashing(self, evidence: ProposerSlashing | AttesterSlashing,
-                         included_in: bytes | None = None) -> bool:
+    def _record_slashing(
+        self, evidence: ProposerSlashing | AttesterSlashing, included_in: bytes | None = None
+    ) -> bool:
         key = hashlib.sha256(encode_slashing(evidence)).digest()
         if included_in is not None:
             self.pending_slashings.pop(key, None)
@@ -327,8 +383,13 @@ class PosEngine(ConsensusEngine):
             return False
         self.pending_slashings[key] = evidence
         kind = "proposer" if isinstance(evidence, ProposerSlashing) else "attester"
-        offenders = [evidence.header_1.proposer_index] if isinstance(evidence, ProposerSlashing) else \
-            sorted(set(evidence.attestation_1.validator_indices) & set(evidence.attestation_2.validator_indices))
+        offenders = (
+            [evidence.header_1.proposer_index]
+            if isinstance(evidence, ProposerSlashing)
+            else sorted(
+                set(evidence.attestation_1.validator_indices) & set(evidence.attestation_2.validator_indices)
+            )
+        )
         self.slashings_seen.append({"kind": kind, "validators": offenders})
         log.warning("slashing evidence: %s equivocation by validator(s) %s", kind, offenders)
         return True
@@ -358,7 +419,9 @@ class PosEngine(ConsensusEngine):
                 break
         return out
 
-    def includable_slashings(self, state: BeaconState) -> tuple[list[ProposerSlashing], list[AttesterSlashing]]:
+    def includable_slashings(
+        self, state: BeaconState
+    ) -> tuple[list[ProposerSlashing], list[AttesterSlashing]]:
         props: list[ProposerSlashing] = []
         atts: list[AttesterSlashing] = []
         epoch = state.slot // self.preset.slots_per_epoch
@@ -368,26 +431,49 @@ class PosEngine(ConsensusEngine):
                 if pos.is_slashable_validator(v, epoch):
                     props.append(evidence)
             else:
-                common = set(evidence.attestation_1.validator_indices) & set(evidence.attestation_2.validator_indices)
-                if any(pos.is_slashable_validator(state.validators[i], epoch) for i in common
-                       if i < len(state.validators)):
+                common = set(evidence.attestation_1.validator_indices) & set(
+                    evidence.attestation_2.validator_indices
+                )
+                if any(
+                    pos.is_slashable_validator(state.validators[i], epoch)
+                    for i in common
+                    if i < len(state.validators)
+                ):
                     atts.append(evidence)
         return props[:16], atts[:2]
 
-    def build_body(self, parent: BlockHeaderAPI, slot: int, proposer: int, sk: bytes) -> tuple[BeaconBody, bytes]:
+    def build_body(
+        self, parent: BlockHeaderAPI, slot: int, proposer: int, sk: bytes
+    ) -> tuple[BeaconBody, bytes]:
         """The consensus body of a proposal at ``slot`` on ``parent`` and its RANDAO mix."""
         pre = pos.process_slots(self.store.state_of(bytes(parent.hash)), slot)
         reveal = bls.sign(sk, pos.randao_signing_root(slot // self.preset.slots_per_epoch))
         mix = bytes(a ^ b for a, b in zip(pre.randao_mix, hashlib.sha256(reveal).digest(), strict=True))
         deposits, exits = self.requests_after(parent)
         props, atts_sl = self.includable_slashings(pre)
-        body = BeaconBody(proposer, reveal, tuple(self.includable_attestations(pre, slot)), tuple(props),
-                          tuple(atts_sl), tuple(deposits), tuple(exits), pos.expected_withdrawals(pre))
+        body = BeaconBody(
+            proposer,
+            reveal,
+            tuple(self.includable_attestations(pre, slot)),
+            tuple(props),
+            tuple(atts_sl),
+            tuple(deposits),
+            tuple(exits),
+            pos.expected_withdrawals(pre),
+        )
         try:  # a last guard: never propose a body our own rules refuse
-            pos.process_block(self.store.state_of(bytes(parent.hash)), slot, bytes(parent.hash),
-                              b"\x00" * 32, body, b"", verify_signatures=False)
+            pos.process_block(
+                self.store.state_of(bytes(parent.hash)),
+                slot,
+                bytes(parent.hash),
+                b"\x00" * 32,
+                body,
+                b"",
+                verify_signatures=False,
+            )
         except LayerlabError as exc:
             log.warning("dropping votes and evidence from proposal at slot %d: %s", slot, exc)
-            body = BeaconBody(proposer, reveal, (), (), (), tuple(deposits), tuple(exits),
-                              pos.expected_withdrawals(pre))
+            body = BeaconBody(
+                proposer, reveal, (), (), (), tuple(deposits), tuple(exits), pos.expected_withdrawals(pre)
+            )
         return body, mix

@@ -1530,3 +1530,21 @@ def _state_from_rlp(item: object) -> BeaconState:
         next_withdrawal_index=_int(f[17], "next withdrawal index"),
         deposit_count=_int(f[18], "deposit count"),
     )
+
+
+def process_deposits_at_genesis(state: BeaconState, deposits: Sequence[Deposit]) -> BeaconState:
+    """Apply staking deposits made before a PoS anchor (the PoW era of a merge chain).
+
+    Same rules as deposits in a block (``apply_deposit``: proof of possession checked,
+    top-ups for known keys, indices consecutive); new validators then go through the
+    activation queue like any later deposit.
+    """
+    registry = _Registry(state)
+    pubkeys = {v.pubkey: i for i, v in enumerate(registry.validators)}
+    for offset, deposit in enumerate(deposits):
+        if deposit.index != state.deposit_count + offset:
+            raise ConsensusError(
+                f"deposit index {deposit.index} out of order: expected {state.deposit_count + offset}"
+            )
+        _process_deposit(registry, deposit, pubkeys)
+    return registry.apply(state, deposit_count=state.deposit_count + len(deposits))

@@ -13,7 +13,6 @@ signature and ignores deposits whose proof fails.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
@@ -23,6 +22,7 @@ from eth_abi.exceptions import DecodingError
 from eth_utils.crypto import keccak
 
 from layerlab.crypto import bls
+from layerlab.l1.consensus.pos import deposit_message
 from layerlab.l1.consensus.types import Deposit, ExitRequest
 
 __all__ = [
@@ -65,7 +65,6 @@ EXIT_REQUESTED_TOPIC: Final = int.from_bytes(keccak(text=_EXIT_SIGNATURE), "big"
 
 _DEPOSIT_SELECTOR: Final = keccak(text="deposit(bytes,bytes)")[:4]
 _EXIT_SELECTOR: Final = keccak(text="requestExit(bytes)")[:4]
-_DEPOSIT_DOMAIN: Final = b"layerlab-deposit"
 
 
 class LogLike(Protocol):
@@ -93,19 +92,6 @@ def staking_runtime_code() -> bytes:
     from layerlab.contracts import load_artifact  # solc toolchain: only when asked for
 
     return load_artifact(STAKING_CONTRACT).deployed_bytecode
-
-
-def deposit_message(pubkey: bytes, withdrawal_address: bytes, amount_gwei: int) -> bytes:
-    """The 32-byte message a deposit's proof of possession signs.
-
-    ``sha256(b"layerlab-deposit" + pubkey + withdrawal_address + uint64be(amount_gwei))``;
-    it binds the key to the withdrawal address and amount, as the beacon chain's
-    ``DepositMessage`` signing root does, so a signature cannot be replayed for another
-    owner or amount.
-    """
-    return hashlib.sha256(
-        _DEPOSIT_DOMAIN + pubkey + withdrawal_address + amount_gwei.to_bytes(8, "big")
-    ).digest()
 
 
 def make_deposit_signature(bls_sk: bytes, withdrawal_address: bytes, amount_gwei: int) -> bytes:

@@ -298,6 +298,28 @@ class RpcApi:
     def admin_removePeer(self, addr: Any) -> bool:
         return bool(self._network().remove_peer(*self._peer_address(addr)))
 
+    def _pos(self) -> Any:
+        engine: Any = self.node.engine
+        pos_engine = engine.active_pos() if hasattr(engine, "active_pos") else engine
+        if pos_engine is None or not hasattr(pos_engine, "validators"):
+            raise InvalidParams("this chain is not (yet) running proof of stake")
+        return pos_engine
+
+    def layerlab_validators(self) -> list[dict[str, Any]]:
+        """The PoS validator registry at the head: balances, activation, exits, slashings."""
+        return list(self._pos().validators())
+
+    def layerlab_submitSlashing(self, evidence: Any) -> bool:
+        """Submit slashing evidence (two conflicting signed blocks or votes, encoded as a
+        consensus body); anyone may, as on the beacon chain. Gossiped if it is new."""
+        from layerlab.l1.consensus.beacon import decode_slashing, encode_slashing
+
+        item = decode_slashing(parse_data(evidence))
+        new = bool(self._pos().on_slashing(item))
+        if new and self.node.network is not None:
+            self.node.network.broadcast_vote(6, encode_slashing(item))
+        return new
+
     def layerlab_status(self) -> dict[str, Any]:
         """Head, finality, peers and fork statistics (what ``layerlab net status`` shows)."""
         node = self.node
