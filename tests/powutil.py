@@ -40,8 +40,7 @@ def mine(node: Node, *, gap: int = 2, coinbase: bytes = b"\x01" * 20) -> BlockAP
     block, receipts = node.build_template(timestamp=ts, coinbase=coinbase)
     eng = engine(node)
     sealed = seal(node, block, eng.difficulty_for(parent, ts))
-    record = eng.check(sealed, parent, b"", float(ts))
-    node.commit_local(sealed, record, b"", receipts)
+    node.commit_local(sealed, b"", receipts)
     return sealed
 
 

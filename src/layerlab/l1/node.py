@@ -321,10 +321,14 @@ class Node:
             return self.chain.build(good, parent=parent, timestamp=timestamp, coinbase=coinbase,
                                     mix_hash=mix_hash, withdrawals=withdrawals)
 
-    def commit_local(self, block: BlockAPI, record: Any, body: bytes,
-                     receipts: Sequence[ReceiptAPI]) -> None:
-        """Store a block this node sealed, then follow the fork choice."""
+    def commit_local(self, block: BlockAPI, body: bytes, receipts: Sequence[ReceiptAPI]) -> None:
+        """Check a block this node sealed with the same consensus rules as a peer's, store
+        it, then follow the fork choice."""
         assert self.engine is not None
+        parent = self.chain.get_header_by_hash(block.header.parent_hash)
+        if parent is None:
+            raise UnknownParent(block.header.parent_hash, block.number)
+        record = self.engine.check(block, parent, body, time.time() + 1)
         old_head = bytes(self.head.hash)
         self.chain.persist_sealed(block)
         self.engine.accept(block.header, record, body, receipts)

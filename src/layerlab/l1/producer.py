@@ -86,6 +86,9 @@ class PowMiner:
             except LayerlabError as exc:
                 log.warning("mining attempt failed: %s", exc)
                 await asyncio.sleep(0.2)
+            except Exception:  # a bug must not silently end block production
+                log.exception("miner error")
+                await asyncio.sleep(1.0)
 
     async def _mine_one(self, engine: PowEngine) -> None:
         parent = self.node.head
@@ -106,8 +109,7 @@ class PowMiner:
                 if self.node.head.hash != parent.hash and self.node.has_block(sealed.hash):
                     return
                 sealed_block = block.copy(header=sealed)
-                record = engine.check(sealed_block, parent, b"", time.time())
-                self.node.commit_local(sealed_block, record, b"", receipts)
+                self.node.commit_local(sealed_block, b"", receipts)
                 self.blocks_mined += 1
                 log.info("mined block #%d 0x%s (difficulty %d, %d txs)", sealed.block_number,
                          sealed.hash.hex()[:12], difficulty, len(block.transactions))
@@ -181,6 +183,8 @@ class PosValidator:
                     self._propose(engine, slot)
                 except LayerlabError as exc:
                     log.warning("proposal at slot %d failed: %s", slot, exc)
+                except Exception:  # a bug must not silently end block production
+                    log.exception("proposal at slot %d failed", slot)
                 attest_at = start + engine.preset.slot_seconds / 3
                 await asyncio.sleep(max(attest_at - time.time(), 0))
                 engine = self.engine()
@@ -189,6 +193,8 @@ class PosValidator:
                         self._attest(engine, slot)
                     except LayerlabError as exc:
                         log.warning("attestation at slot %d failed: %s", slot, exc)
+                    except Exception:
+                        log.exception("attestation at slot %d failed", slot)
             next_start = engine.slot_start(engine.slot_at(time.time()) + 1) if engine else time.time() + 0.1
             await asyncio.sleep(min(max(next_start - time.time(), 0.005), 1.0))
 
@@ -211,8 +217,7 @@ class PosValidator:
             block = block.copy(header=block.header.copy(extra_data=body.root()))
             signature = bls.sign(sk, pos.proposal_signing_root(slot, proposer, bytes(block.hash)))
             signed = encode_signed_body(body, signature)
-            record = engine.check(block, parent, signed, time.time())
-            self.node.commit_local(block, record, signed, receipts)
+            self.node.commit_local(block, signed, receipts)
             self.publish_block(block, signed)
             self.proposed += 1
             log.info("proposed block #%d at slot %d (validator %d, %d attestations, %d txs)",
