@@ -305,18 +305,22 @@ class Node:
     def build_template(
         self, *, timestamp: int, coinbase: bytes, mix_hash: bytes = b"\x00" * 32,
         withdrawals: Sequence[Any] = (),
+        parent: BlockHeaderAPI | None = None,
     ) -> tuple[BlockAPI, tuple[ReceiptAPI, ...]]:
         """Execute the pool's best transactions on the head, unsealed (for a miner or
-        proposer); transactions that fail in the block are dropped from the pool."""
-        reader = self.reader()
-        chosen = self.pool.select(reader, base_fee=self.next_base_fee(), gas_limit=self.config.gas_limit)
+        proposer); transactions that fail in the block are dropped from the pool. On
+        another ``parent`` than the head the block is built empty."""
+        chosen = []
+        if parent is None or parent.hash == self.head.hash:
+            chosen = self.pool.select(self.reader(), base_fee=self.next_base_fee(),
+                                      gas_limit=self.config.gas_limit)
         txs: list[SignedTransactionAPI] = [p.tx for p in chosen]
-        parent = self.head
+        parent = parent or self.head
         try:
             return self.chain.build(txs, parent=parent, timestamp=timestamp, coinbase=coinbase,
                                     mix_hash=mix_hash, withdrawals=withdrawals)
         except InvalidTransaction:
-            good = self.chain.filter_applicable(txs, timestamp=timestamp)
+            good = self.chain.filter_applicable(txs, timestamp=timestamp) if txs else []
             self._forget([p for p in chosen if p.tx not in good])
             return self.chain.build(good, parent=parent, timestamp=timestamp, coinbase=coinbase,
                                     mix_hash=mix_hash, withdrawals=withdrawals)

@@ -213,7 +213,7 @@ class PosValidator:
             coinbase = self.coinbase if variant == 0 else b"\xba\xd0" + self.coinbase[2:]
             block, receipts = self.node.build_template(
                 timestamp=engine.slot_start(slot), coinbase=coinbase, mix_hash=mix,
-                withdrawals=to_exec_withdrawals(body.withdrawals))
+                withdrawals=to_exec_withdrawals(body.withdrawals), parent=parent)
             block = block.copy(header=block.header.copy(extra_data=body.root()))
             signature = bls.sign(sk, pos.proposal_signing_root(slot, proposer, bytes(block.hash)))
             signed = encode_signed_body(body, signature)
