@@ -34,6 +34,7 @@ test-fast: deps
 bench: deps
 	$(BIN)/python -m layerlab.bench.l1_transfers
 	$(BIN)/python -m layerlab.bench.channels
+	$(BIN)/python -m layerlab.bench.consensus
 
 lint: deps
 	$(BIN)/ruff check src tests

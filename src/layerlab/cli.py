@@ -58,7 +58,8 @@ def node(
     duty: Annotated[float, typer.Option(help="Fraction of time the miner hashes (0..1].")] = 1.0,
     coinbase: Annotated[str | None, typer.Option(help="Miner/fee recipient address.")] = None,
     validators: Annotated[str, typer.Option(help="PoS validator indices this node runs, e.g. 0,1.")] = "",
-    byzantine: Annotated[str, typer.Option(help="Misbehave on purpose (tests): double-propose,double-vote.")] = "",
+    byzantine: Annotated[str, typer.Option(
+        help="Misbehave on purpose (tests): double-propose,double-vote.")] = "",
 ) -> None:
     """Run an L1 node: py-evm execution, LevelDB storage, JSON-RPC on HTTP + WS.
 
@@ -72,7 +73,8 @@ def node(
     cfg, directory = _node_options(config, data_dir, in_memory, chain_id, gas_limit, base_fee,
                                    accounts, mnemonic)
     if p2p_port is not None:
-        _network_node(cfg, directory, host, port, p2p_port, peers, mine, duty, coinbase, validators, byzantine)
+        _network_node(cfg, directory, host, port, p2p_port, peers, mine, duty, coinbase, validators,
+                      byzantine)
         return
     mode = MiningMode.MANUAL if no_mining else (
         MiningMode.INTERVAL if block_time else MiningMode.AUTO)

@@ -70,7 +70,9 @@ def with_staking_contract(config: ChainConfig) -> ChainConfig:
     (as EIP-7002's system contracts are predeployed), so every node's genesis is the same."""
     if config.consensus.engine not in ("pos", "merge") or STAKING_ADDRESS in config.alloc:
         return config
-    return replace(config, alloc={**config.alloc, STAKING_ADDRESS: GenesisAccount(code=staking_runtime_code())})
+    return replace(
+        config, alloc={**config.alloc, STAKING_ADDRESS: GenesisAccount(code=staking_runtime_code())}
+    )
 
 
 def make_node(config: ChainConfig, data_dir: Path | None) -> Node:
@@ -106,12 +108,14 @@ def consensus_handler(node: Node, network: NetworkService) -> Callable[[int, byt
                 network.broadcast_vote(wire.SLASHING, encode_slashing(evidence))
         else:
             engine.on_slashing(decode_slashing(data))
+        node.refresh_head()  # votes move LMD-GHOST
 
     return handle
 
 
-def serve_network(node: Node, host: str, port: int, opts: NetOptions,
-                  on_ready: Callable[[RpcServer], None] | None = None) -> None:
+def serve_network(
+    node: Node, host: str, port: int, opts: NetOptions, on_ready: Callable[[RpcServer], None] | None = None
+) -> None:
     """Serve RPC, p2p and production until SIGINT/SIGTERM; then close the database."""
     tune_gc()
 
@@ -127,13 +131,27 @@ def serve_network(node: Node, host: str, port: int, opts: NetOptions,
         producers: list[PowMiner | PosValidator] = []
         engine = node.engine
         if opts.mine and isinstance(engine, PowEngine | MergeEngine):
-            producers.append(PowMiner(node, lambda: pow_of(engine), opts.coinbase, duty=opts.duty,
-                                      on_block=lambda b: network.broadcast_block(b, b"")))
+            producers.append(
+                PowMiner(
+                    node,
+                    lambda: pow_of(engine),
+                    opts.coinbase,
+                    duty=opts.duty,
+                    on_block=lambda b: network.broadcast_block(b, b""),
+                )
+            )
         if opts.validator_indices and isinstance(engine, PosEngine | MergeEngine):
-            producers.append(PosValidator(
-                node, lambda: pos_of(engine), opts.validator_indices, coinbase=opts.coinbase,
-                publish_block=lambda b, body: network.broadcast_block(b, body),
-                publish_vote=network.broadcast_vote, byzantine=opts.byzantine))
+            producers.append(
+                PosValidator(
+                    node,
+                    lambda: pos_of(engine),
+                    opts.validator_indices,
+                    coinbase=opts.coinbase,
+                    publish_block=lambda b, body: network.broadcast_block(b, body),
+                    publish_vote=network.broadcast_vote,
+                    byzantine=opts.byzantine,
+                )
+            )
         node.producer = _Producers(producers)
         for producer in producers:
             await producer.start()

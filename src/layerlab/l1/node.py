@@ -361,6 +361,11 @@ class Node:
         self._follow_fork_choice(old_head)
         return True
 
+    def refresh_head(self) -> None:
+        """Follow the fork choice after something other than a block moved it (votes)."""
+        if self.engine is not None and self.engine.head() != self.head.hash:
+            self._follow_fork_choice(bytes(self.head.hash))
+
     def _follow_fork_choice(self, old_head: bytes) -> None:
         """Make the engine's head canonical; move transactions between chain and pool."""
         assert self.engine is not None

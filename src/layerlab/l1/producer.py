@@ -47,8 +47,15 @@ TEMPLATE_SECONDS = 1.0
 class PowMiner:
     """Mines on the node's head and hands each sealed block to ``on_block``."""
 
-    def __init__(self, node: Node, engine: Callable[[], PowEngine | None], coinbase: bytes, *,
-                 duty: float = 1.0, on_block: Callable[[BlockAPI], None] | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        engine: Callable[[], PowEngine | None],
+        coinbase: bytes,
+        *,
+        duty: float = 1.0,
+        on_block: Callable[[BlockAPI], None] | None = None,
+    ) -> None:
         self.node = node
         self.engine = engine
         self.coinbase = coinbase
@@ -111,8 +118,13 @@ class PowMiner:
                 sealed_block = block.copy(header=sealed)
                 self.node.commit_local(sealed_block, b"", receipts)
                 self.blocks_mined += 1
-                log.info("mined block #%d 0x%s (difficulty %d, %d txs)", sealed.block_number,
-                         sealed.hash.hex()[:12], difficulty, len(block.transactions))
+                log.info(
+                    "mined block #%d 0x%s (difficulty %d, %d txs)",
+                    sealed.block_number,
+                    sealed.hash.hex()[:12],
+                    difficulty,
+                    len(block.transactions),
+                )
                 if self.on_block:
                     self.on_block(sealed_block)
                 return
@@ -122,8 +134,13 @@ class PowMiner:
                 return
 
     def status(self) -> dict[str, object]:
-        return {"role": "miner", "enabled": self.enabled, "blocksMined": self.blocks_mined,
-                "hashrate": round(self.hashrate), "duty": self.duty}
+        return {
+            "role": "miner",
+            "enabled": self.enabled,
+            "blocksMined": self.blocks_mined,
+            "hashrate": round(self.hashrate),
+            "duty": self.duty,
+        }
 
 
 class PosValidator:
@@ -137,9 +154,17 @@ class PosValidator:
     two different blocks for one slot, ``double-vote`` two different votes.
     """
 
-    def __init__(self, node: Node, engine: Callable[[], PosEngine | None], indices: Sequence[int], *,
-                 coinbase: bytes, publish_block: Callable[[BlockAPI, bytes], None],
-                 publish_vote: Callable[[int, bytes], None], byzantine: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        node: Node,
+        engine: Callable[[], PosEngine | None],
+        indices: Sequence[int],
+        *,
+        coinbase: bytes,
+        publish_block: Callable[[BlockAPI, bytes], None],
+        publish_vote: Callable[[int, bytes], None],
+        byzantine: Sequence[str] = (),
+    ) -> None:
         self.node = node
         self.engine = engine
         self.keys = {i: validator_secret(i) for i in indices}
@@ -165,8 +190,13 @@ class PosValidator:
                 await self._task
 
     def status(self) -> dict[str, object]:
-        return {"role": "validator", "validators": sorted(self.keys), "proposed": self.proposed,
-                "attested": self.attested, "byzantine": sorted(self.byzantine)}
+        return {
+            "role": "validator",
+            "validators": sorted(self.keys),
+            "proposed": self.proposed,
+            "attested": self.attested,
+            "byzantine": sorted(self.byzantine),
+        }
 
     async def _run(self) -> None:
         while not self._stop:
@@ -199,6 +229,7 @@ class PosValidator:
             await asyncio.sleep(min(max(next_start - time.time(), 0.005), 1.0))
 
     def _propose(self, engine: PosEngine, slot: int) -> None:
+        self.node.refresh_head()
         parent = self.node.head
         if not engine.knows(bytes(parent.hash)) or engine.slot_of_block(parent) >= slot:
             return
@@ -212,18 +243,29 @@ class PosValidator:
             body, mix = engine.build_body(parent, slot, proposer, sk)
             coinbase = self.coinbase if variant == 0 else b"\xba\xd0" + self.coinbase[2:]
             block, receipts = self.node.build_template(
-                timestamp=engine.slot_start(slot), coinbase=coinbase, mix_hash=mix,
-                withdrawals=to_exec_withdrawals(body.withdrawals), parent=parent)
+                timestamp=engine.slot_start(slot),
+                coinbase=coinbase,
+                mix_hash=mix,
+                withdrawals=to_exec_withdrawals(body.withdrawals),
+                parent=parent,
+            )
             block = block.copy(header=block.header.copy(extra_data=body.root()))
             signature = bls.sign(sk, pos.proposal_signing_root(slot, proposer, bytes(block.hash)))
             signed = encode_signed_body(body, signature)
             self.node.commit_local(block, signed, receipts)
             self.publish_block(block, signed)
             self.proposed += 1
-            log.info("proposed block #%d at slot %d (validator %d, %d attestations, %d txs)",
-                     block.number, slot, proposer, len(body.attestations), len(block.transactions))
+            log.info(
+                "proposed block #%d at slot %d (validator %d, %d attestations, %d txs)",
+                block.number,
+                slot,
+                proposer,
+                len(body.attestations),
+                len(block.transactions),
+            )
 
     def _attest(self, engine: PosEngine, slot: int) -> None:
+        self.node.refresh_head()
         head = bytes(self.node.head.hash)
         if not engine.knows(head):
             return
@@ -242,7 +284,9 @@ class PosValidator:
                     if alt != votes[0]:
                         votes.append(alt)
             for data in votes:
-                att = Attestation(data, (index,), bls.sign(self.keys[index], pos.attestation_signing_root(data)))
+                att = Attestation(
+                    data, (index,), bls.sign(self.keys[index], pos.attestation_signing_root(data))
+                )
                 for evidence in engine.on_attestation(att):
                     self.publish_vote(SLASHING_MSG, encode_slashing(evidence))
                 self.publish_vote(ATTESTATION_MSG, encode_attestation(att))

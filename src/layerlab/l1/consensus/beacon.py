@@ -171,6 +171,11 @@ class PosEngine(ConsensusEngine):
                 self.store.on_block(root, parent, slot, BeaconState.decode(state))
             except ConsensusError as exc:
                 log.info("not restoring block 0x%s: %s", root.hex(), exc)
+                continue
+            stored = self.body(root)
+            if stored:  # the votes blocks carried count again for LMD-GHOST
+                for att in decode_signed_body(stored)[0].attestations:
+                    self._vote(att, verify=False)
         if records:
             log.info("restored %d PoS blocks; head 0x%s", len(records), self.store.get_head().hex()[:12])
 

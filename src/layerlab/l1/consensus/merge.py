@@ -120,10 +120,7 @@ class MergeEngine(ConsensusEngine):
 
     # -- ConsensusEngine -----------------------------------------------------------------
     def check(self, block: BlockAPI, parent: BlockHeaderAPI, body: bytes, now: float) -> Any:
-        engine = self.engine_for_child(parent)
-        if engine is self.pow and self.merge_block is not None and block.number > self.merge_block:
-            raise InvalidBlock(f"block {block.number}: past the merge block {self.merge_block}, "
-                               "PoW blocks are refused")
+        engine = self.engine_for_child(parent)  # a child of a terminal or PoS block: PoS rules
         return engine, engine.check(block, parent, body, now)
 
     def accept(self, header: BlockHeaderAPI, record: Any, body: bytes,

@@ -320,6 +320,12 @@ class RpcApi:
             self.node.network.broadcast_vote(6, encode_slashing(item))
         return new
 
+    def layerlab_blockArrivals(self) -> dict[str, float]:
+        """When this node first saw each recent block (unix seconds): built here or received.
+        Nodes on one machine share a clock, so comparing nodes gives propagation times."""
+        network = self._network()
+        return {hex_data(h): t for h, t in list(network.block_arrival.items())[-2000:]}
+
     def layerlab_status(self) -> dict[str, Any]:
         """Head, finality, peers and fork statistics (what ``layerlab net status`` shows)."""
         node = self.node
