@@ -500,3 +500,27 @@ def test_restart_replays_the_votes_blocks_carried(tmp_path: Path) -> None:
     again = make_node(CONFIG, d)
     assert again.head.hash == x2.hash
     again.close()
+
+
+def test_slashing_protection_survives_a_restart(tmp_path: Path) -> None:
+    """EIP-3076: the high marks are on disk before a signature leaves, so a validator
+    restarted within a slot refuses to sign a second proposal or vote."""
+    from layerlab.l1.producer import PosValidator
+    from tests.posutil import CONFIG
+
+    d = tmp_path / "data"
+    node = make_node(CONFIG, d)
+
+    def validator(n: Node) -> PosValidator:
+        return PosValidator(n, lambda: None, [0], coinbase=b"\x01" * 20,
+                            publish_block=lambda b, body: None, publish_vote=lambda m, d: None)
+
+    v = validator(node)
+    assert v._may_sign(0, slot=5) and v._may_sign(0, target_epoch=2)
+    node.close()
+    again = make_node(CONFIG, d)
+    v2 = validator(again)
+    assert not v2._may_sign(0, slot=5) and not v2._may_sign(0, slot=4)
+    assert not v2._may_sign(0, target_epoch=2)
+    assert v2._may_sign(0, slot=6) and v2._may_sign(0, target_epoch=3)
+    again.close()

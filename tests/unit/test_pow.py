@@ -235,3 +235,17 @@ def test_restart_resumes_fork_choice(tmp_path: object) -> None:
     assert again.head.hash == head and engine(again).head() == head
     assert engine(again).record(head).total_difficulty == td  # type: ignore[union-attr]
     again.close()
+
+
+def test_block_stored_without_its_consensus_record_is_completed_not_ignored() -> None:
+    """Killed between the execution write and the consensus record: the block is in the
+    chain database but unknown to fork choice. When a peer sends it again it is checked
+    and recorded (not skipped as "known"), so its children are accepted."""
+    a, b = pow_node(), pow_node()
+    first = mine(a)
+    second = mine(a)
+    b.chain.import_block(first)  # the execution half only, as a crash would leave it
+    assert b.has_block(first.hash) and not engine(b).has_record(first.hash)
+    assert b.import_block(first, b"", now=float(first.header.timestamp))
+    assert b.import_block(second, b"", now=float(second.header.timestamp))
+    assert b.head.hash == a.head.hash

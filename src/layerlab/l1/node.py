@@ -349,15 +349,19 @@ class Node:
         is never stored.
         """
         assert self.engine is not None
-        if self.chain.has_block(block.hash):
+        stored = self.chain.has_block(block.hash)
+        if stored and self.engine.has_record(block.hash):
             return False
         parent = self.chain.get_header_by_hash(block.header.parent_hash)
         if parent is None:
             raise UnknownParent(block.header.parent_hash, block.number)
         record = self.engine.check(block, parent, body, time.time() if now is None else now)
         old_head = bytes(self.head.hash)
-        mined = self.chain.import_block(block)
-        self.engine.accept(block.header, record, body, mined.receipts)
+        if stored:  # executed and stored by a run killed before the consensus record
+            receipts: Sequence[ReceiptAPI] = self.chain.get_receipts(block.header)
+        else:
+            receipts = self.chain.import_block(block).receipts
+        self.engine.accept(block.header, record, body, receipts)
         self._follow_fork_choice(old_head)
         return True
 

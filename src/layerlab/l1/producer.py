@@ -154,6 +154,12 @@ class PosValidator:
     two different blocks for one slot, ``double-vote`` two different votes.
     """
 
+    PROTECTION_PREFIX = b"layerlab:slashing-protection:"
+    """Per validator, the last slot it proposed for and the last target epoch it voted
+    for, written before anything it signs leaves the node (EIP-3076's slashing-protection
+    database), so a validator restarted mid-slot never signs a second block or vote.
+    """
+
     def __init__(
         self,
         node: Node,
@@ -188,6 +194,28 @@ class PosValidator:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+    def _protection(self, index: int) -> tuple[int, int]:
+        data = self.node.db.get(self.PROTECTION_PREFIX + index.to_bytes(4, "big"))
+        if not data:
+            return -1, -1
+        return int.from_bytes(data[:8], "big", signed=True), int.from_bytes(data[8:16], "big", signed=True)
+
+    def _may_sign(self, index: int, *, slot: int | None = None, target_epoch: int | None = None) -> bool:
+        """Refuse a proposal unless for a later slot, a vote unless for a later target epoch
+        (EIP-3076), and record the new high marks first. Byzantine test modes skip the
+        refusal on purpose."""
+        last_slot, last_target = self._protection(index)
+        if not self.byzantine:
+            if slot is not None and slot <= last_slot:
+                return False
+            if target_epoch is not None and target_epoch <= last_target:
+                return False
+        high_slot = max(last_slot, -1 if slot is None else slot)
+        high_target = max(last_target, -1 if target_epoch is None else target_epoch)
+        value = high_slot.to_bytes(8, "big", signed=True) + high_target.to_bytes(8, "big", signed=True)
+        self.node.db.write_many({self.PROTECTION_PREFIX + index.to_bytes(4, "big"): value}, [])
+        return True
 
     def status(self) -> dict[str, object]:
         return {
@@ -237,6 +265,9 @@ class PosValidator:
         proposer = pos.get_beacon_proposer_index(state, slot)
         if proposer not in self.keys:
             return
+        if not self._may_sign(proposer, slot=slot):
+            log.warning("slashing protection: validator %d already proposed at slot %d", proposer, slot)
+            return
         variants = 2 if "double-propose" in self.byzantine else 1
         for variant in range(variants):
             sk = self.keys[proposer]
@@ -277,6 +308,13 @@ class PosValidator:
             if index not in self.keys:
                 continue
             votes = [pos.make_attestation_data(engine.state_of(head), slot, head)]
+            if not self._may_sign(index, target_epoch=votes[0].target.epoch):
+                log.warning(
+                    "slashing protection: validator %d already voted for epoch %d",
+                    index,
+                    votes[0].target.epoch,
+                )
+                continue
             if "double-vote" in self.byzantine:
                 parent = bytes(self.node.head.parent_hash)
                 if engine.knows(parent) and engine.state_of(parent).slot < slot:

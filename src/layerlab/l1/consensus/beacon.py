@@ -185,6 +185,9 @@ class PosEngine(ConsensusEngine):
     def knows(self, root: bytes) -> bool:
         return root in self.store
 
+    def has_record(self, block_hash: bytes) -> bool:
+        return block_hash in self.store or self._get(self._tag, block_hash) is not None
+
     # -- ConsensusEngine -----------------------------------------------------------------
     def check(self, block: BlockAPI, parent: BlockHeaderAPI, body: bytes, now: float) -> Any:
         header = block.header

@@ -72,6 +72,11 @@ class ConsensusEngine(ABC):
     def finality(self, head: BlockHeaderAPI) -> Finality:
         """What is final below ``head``."""
 
+    @abstractmethod
+    def has_record(self, block_hash: bytes) -> bool:
+        """Whether this engine has accepted ``block_hash`` (a block can be in the chain
+        database without it if the node was killed between the two writes)."""
+
     def body(self, block_hash: bytes) -> bytes:
         """The consensus body stored with a block (what a syncing peer must be sent)."""
         return b""

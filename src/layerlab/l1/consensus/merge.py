@@ -131,6 +131,9 @@ class MergeEngine(ConsensusEngine):
             self._open_pos(bytes(header.hash))
             self.db.write_many({TERMINALS_KEY: b"".join(self.pos)}, [])
 
+    def has_record(self, block_hash: bytes) -> bool:
+        return self.pow.has_record(block_hash) or any(e.has_record(block_hash) for e in self.pos.values())
+
     def head(self) -> bytes:
         engine = self.active_pos()
         return engine.head() if engine is not None else self.pow.head()

@@ -232,6 +232,9 @@ class PowEngine(ConsensusEngine):
     def head(self) -> bytes:
         return self._head
 
+    def has_record(self, block_hash: bytes) -> bool:
+        return self.record(block_hash) is not None
+
     def finality(self, head: BlockHeaderAPI) -> Finality:
         k = self.params.confirmations
         number = max(head.block_number - k, 0)
