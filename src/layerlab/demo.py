@@ -24,7 +24,7 @@ from eth_account import Account
 from rich.console import Console
 from web3 import Web3
 
-from layerlab.bench.metrics import SystemResult, percentile, render_table, write_json
+from layerlab.bench.metrics import ETH_USD, SystemResult, percentile, render_table, write_json
 from layerlab.bench.rpc_load import run_rpc_load
 from layerlab.contracts import deploy, load_artifact
 from layerlab.l1.chain.config import ChainConfig
@@ -32,7 +32,6 @@ from layerlab.l1.node import MiningMode, Node
 from layerlab.l1.runner import BackgroundNode
 
 BLOCK_TIME = 1.0
-ETH_USD = 3000.0
 LATENCY_SAMPLES = 10
 
 
@@ -105,7 +104,7 @@ def _channel_rows(l1_url: str, payments: int) -> list[SystemResult]:
 
 
 def run_demo(transfers: int = 1000, json_out: Path | None = None,
-             console: Console | None = None) -> list[SystemResult]:
+             console: Console | None = None, network_transfers: int = 1000) -> list[SystemResult]:
     console = console or Console()
     config = ChainConfig(gas_limit=100_000_000)
     node = Node(config, mining=MiningMode.INTERVAL, block_time=BLOCK_TIME)
@@ -164,6 +163,12 @@ def run_demo(transfers: int = 1000, json_out: Path | None = None,
                               f"errors: {run.error_samples}[/yellow]")
         console.print("payment channels: 4 node processes, channels 1-2-3-4 on this L1 ...")
         rows.extend(_channel_rows(url, transfers))
+    from layerlab.bench.consensus import run_network, system_row
+
+    for consensus in ("pow", "pos"):
+        console.print(f"L1 {consensus.upper()} network: 4 node processes on 127.0.0.1, "
+                      f"{network_transfers} transfers ...")
+        rows.append(system_row(consensus, run_network(consensus, network_transfers, settle=2.0)))
     render_table(rows, console, "layerlab comparison (same machine, same run)")
     console.print(f"fees at the devnet's base fee; USD at {ETH_USD:,.0f} USD/ETH. "
                   "Soft confirmation: send until receipt, with 1 s blocks.")

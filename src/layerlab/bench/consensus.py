@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from layerlab.bench.metrics import percentile
+from layerlab.bench.metrics import ETH_USD, percentile
 from layerlab.bench.rpc_load import run_rpc_load
 from layerlab.bench.workload import TransferWorkloadSpec, compute_transfer_workload
 from layerlab.crypto import bls
@@ -102,6 +102,10 @@ def run_network(consensus: str, tx_count: int, settle: float) -> dict[str, Any]:
                 "blocks_used": load.blocks_used,
                 "propagation": propagation(specs),
             }
+            costs: dict[str, float] = {}
+            result["soft_confirmation_ms"] = soft_confirmations(specs[0].url, specs[1].url, costs=costs)
+            result["fee_wei_per_transfer"] = costs.get("fee_wei", 0)
+            result["bytes_per_transfer"] = costs.get("bytes", 0)
             status = netctl.rpc(specs[0].url, "layerlab_status")
             if consensus == "pow":
                 head = status["head"]
@@ -120,6 +124,72 @@ def run_network(consensus: str, tx_count: int, settle: float) -> dict[str, Any]:
             return result
         finally:
             netctl.down(directory)
+
+
+def soft_confirmations(
+    send_url: str, watch_url: str, samples: int = 5, costs: dict[str, float] | None = None
+) -> list[float]:
+    """Milliseconds from sending one transfer to node 0 until node 1 has its receipt
+    (bounded: ``samples`` transfers, 30 s each at most); ``costs`` gets the fee in wei
+    and the size in bytes of the last one."""
+    from eth_account import Account
+
+    from layerlab.crypto.keys import derive_dev_accounts
+
+    sender = derive_dev_accounts()[9]
+    out: list[float] = []
+    for _ in range(samples):
+        nonce = int(netctl.rpc(send_url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
+        tx = {
+            "chainId": 31337,
+            "nonce": nonce,
+            "to": b"\xab" * 20,
+            "value": 1,
+            "gas": 21_000,
+            "maxFeePerGas": 100 * 10**9,
+            "maxPriorityFeePerGas": 2 * 10**9,
+            "type": 2,
+        }
+        raw = "0x" + bytes(Account.sign_transaction(tx, sender.private_key).raw_transaction).hex()
+        start = time.perf_counter()
+        tx_hash = netctl.rpc(send_url, "eth_sendRawTransaction", [raw])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            receipt = netctl.rpc(watch_url, "eth_getTransactionReceipt", [tx_hash])
+            if receipt:
+                out.append(round((time.perf_counter() - start) * 1000, 1))
+                if costs is not None:
+                    costs["fee_wei"] = int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+                    costs["bytes"] = len(raw) // 2 - 1
+                break
+            time.sleep(0.02)
+    return out
+
+
+def system_row(consensus: str, result: dict[str, Any]) -> Any:
+    """The demo's comparison row for a 4-node network run."""
+    from layerlab.bench.metrics import SystemResult
+
+    fin = result["finality"]
+    if consensus == "pow":
+        finality = f"{fin['kind']} ~{fin['seconds']:.0f} s"
+    else:
+        finality = f"checkpoint ~{fin.get('seconds_mean', 0):.0f} s ({fin.get('slots_mean', 0):.0f} slots)"
+    lat = result["soft_confirmation_ms"]
+    fee = float(result["fee_wei_per_transfer"])
+    return SystemResult(
+        system=f"L1 {consensus.upper()} network (4 nodes)",
+        workload="ETH transfer",
+        transactions=result["included"],
+        tps=result["tps"],
+        soft_confirmation_ms_p50=percentile(lat, 50),
+        soft_confirmation_ms_p99=percentile(lat, 99),
+        finality=finality,
+        gas_per_tx=21_000.0,
+        fee_per_tx_gwei=fee / 1e9,
+        fee_per_tx_usd=fee / 1e18 * ETH_USD,
+        l1_bytes_per_tx=float(result["bytes_per_transfer"]),
+    )
 
 
 def pos_finality(spec: netctl.NodeSpec, status: dict[str, Any], samples: int = 6) -> dict[str, Any]:

@@ -17,6 +17,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+ETH_USD = 3000.0
+"""The one ETH price every USD figure uses (a fixed assumption, not a market feed)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SystemResult:
