@@ -109,7 +109,7 @@ class NetworkService:
         self.seen_blocks = _Seen()
         self.seen_txs = _Seen()
         self.seen_votes = _Seen()
-        self.block_arrival: dict[bytes, float] = {}
+        self.block_arrival: OrderedDict[bytes, float] = OrderedDict()
         """When each block was first seen (produced or received), for propagation figures."""
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -309,7 +309,7 @@ class NetworkService:
     def _import(self, peer: Peer, encoded: bytes, body: bytes) -> bool | None:
         """Import one block; True if new, False if known, None if its parent is missing."""
         block = self.chain.decode_block(encoded)
-        self.block_arrival.setdefault(bytes(block.hash), time.time())
+        self._arrived(bytes(block.hash))
         try:
             return self.node.import_block(block, body)
         except UnknownParent:
@@ -412,8 +412,14 @@ class NetworkService:
 
     def broadcast_block(self, block: BlockAPI, body: bytes, exclude: Peer | None = None) -> None:
         self.seen_blocks.add(bytes(block.hash))
-        self.block_arrival.setdefault(bytes(block.hash), time.time())
+        self._arrived(bytes(block.hash))
         self.broadcast(wire.BLOCK, [rlp.encode(block), body], exclude)
+
+    def _arrived(self, block_hash: bytes) -> None:
+        if block_hash not in self.block_arrival:
+            self.block_arrival[block_hash] = time.time()
+            if len(self.block_arrival) > 10_000:
+                self.block_arrival.popitem(last=False)
 
     def broadcast_vote(self, msg_id: int, data: bytes) -> None:
         self.seen_votes.add(msg_id.to_bytes(1, "big") + data)
