@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from layerlab.l1.p2p import wire
 from layerlab.l1.p2p.service import NetworkService, Peer
 from layerlab.l1.producer import PosValidator, PowMiner
 from layerlab.l1.rpc.server import RpcServer
-from layerlab.l1.runner import serve, tune_gc
+from layerlab.l1.runner import run_until_signal, serve
 from layerlab.l1.storage import ChainDB
 
 log = logging.getLogger(__name__)
@@ -117,13 +116,8 @@ def serve_network(
     node: Node, host: str, port: int, opts: NetOptions, on_ready: Callable[[RpcServer], None] | None = None
 ) -> None:
     """Serve RPC, p2p and production until SIGINT/SIGTERM; then close the database."""
-    tune_gc()
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         network = NetworkService(node, host, opts.p2p_port, static_peers=opts.peers)
         network.on_consensus = consensus_handler(node, network)
         node.network = network
@@ -162,7 +156,4 @@ def serve_network(
                 await producer.stop()
             await network.stop()
 
-    try:
-        asyncio.run(main())
-    finally:
-        node.close()
+    run_until_signal(node, main)

@@ -44,7 +44,28 @@ CHUNK = 1_000
 TEMPLATE_SECONDS = 1.0
 
 
-class PowMiner:
+class _Loop:
+    """A producer's background task on the node's event loop (started and stopped once)."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._stop = False
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        self._stop = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+class PowMiner(_Loop):
     """Mines on the node's head and hands each sealed block to ``on_block``."""
 
     def __init__(
@@ -65,18 +86,7 @@ class PowMiner:
         self.blocks_mined = 0
         self.hashes = 0
         self.started = time.time()
-        self._task: asyncio.Task[None] | None = None
-        self._stop = False
-
-    async def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        self._stop = True
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        super().__init__()
 
     @property
     def hashrate(self) -> float:
@@ -143,7 +153,7 @@ class PowMiner:
         }
 
 
-class PosValidator:
+class PosValidator(_Loop):
     """The validator client of the PoS validators this node holds keys for.
 
     Each slot (phase0 validator guide): at the slot's start, if one of our validators is
@@ -182,18 +192,7 @@ class PosValidator:
         self.attested = 0
         self.missed: list[int] = []
         self._last_slot = -1
-        self._task: asyncio.Task[None] | None = None
-        self._stop = False
-
-    async def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        self._stop = True
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        super().__init__()
 
     def _protection(self, index: int) -> tuple[int, int]:
         data = self.node.db.get(self.PROTECTION_PREFIX + index.to_bytes(4, "big"))

@@ -13,7 +13,7 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from layerlab.l1.node import Node
 from layerlab.l1.rpc.methods import RpcApi
@@ -47,22 +47,28 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-def serve_forever(node: Node, host: str, port: int,
-                  on_ready: Callable[[RpcServer], None] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down and close the database."""
+def run_until_signal(node: Node, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` until SIGINT or SIGTERM sets ``stop``; then close the database
+    (so LevelDB's lock is released) whatever happened."""
     tune_gc()
 
-    async def main() -> None:
+    async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(node, host, port, stop=stop, on_ready=on_ready)
+        await main(stop)
 
     try:
-        asyncio.run(main())
+        asyncio.run(runner())
     finally:
         node.close()
+
+
+def serve_forever(node: Node, host: str, port: int,
+                  on_ready: Callable[[RpcServer], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down and close the database."""
+    run_until_signal(node, lambda stop: serve(node, host, port, stop=stop, on_ready=on_ready))
 
 
 class BackgroundNode:
