@@ -44,6 +44,11 @@ def test_four_validators_finalize_and_agree(tmp_path: Path) -> None:
         wait_for(lambda: all(finalized_epoch(net, i) >= 3 for i in range(4)), 90, "finality on every node")
         wait_for(lambda: all(net.call(i, "eth_getTransactionReceipt", h) for i in range(4) for h in sent),
                  30, "transfers mined everywhere")
+        # web3 / ethers "finalized" and "safe" tags follow the checkpoints
+        fin = int(net.call(0, "eth_getBlockByNumber", "finalized", False)["number"], 16)
+        safe = int(net.call(0, "eth_getBlockByNumber", "safe", False)["number"], 16)
+        latest = int(net.call(0, "eth_getBlockByNumber", "latest", False)["number"], 16)
+        assert 1 <= fin <= safe <= latest and fin < latest
         number = net.status(0)["finalized"]["number"]
         hashes = {net.call(i, "eth_getBlockByNumber", hex(number), False)["hash"] for i in range(4)}
         assert len(hashes) == 1  # one finalized block everywhere

@@ -42,6 +42,9 @@ def test_four_nodes_gossip_transactions_and_agree_on_state(tmp_path: Path) -> No
                     for s in range(3)] == [8, 8, 8]
         status = net.status(0)
         assert status["consensus"] == "pow" and status["finalized"]["kind"] == "k-confirmations"
+        fin = int(net.call(0, "eth_getBlockByNumber", "finalized", False)["number"], 16)
+        latest = int(net.call(0, "eth_getBlockByNumber", "latest", False)["number"], 16)
+        assert max(latest - 9, 0) <= fin <= max(latest - 6, 0)  # k = 6 below the head (which may move)
 
 
 async def _rogue_peer(port: int, genesis: bytes, frames: list[bytes], my_port: int = 1) -> bool:

@@ -192,11 +192,30 @@ class RpcApi:
         node.pending_listeners.append(self._on_pending)
 
     # -- helpers -------------------------------------------------------------------------
+    def _settled_number(self, tag: str) -> int:
+        """The ``finalized`` / ``safe`` block under consensus (EIP-1898 tags, as post-Merge
+        clients serve them): PoS: the finalized / justified checkpoint block; PoW: the
+        block ``k`` confirmations deep for both."""
+        engine: Any = self.node.engine
+        head = self.node.head
+        fin = engine.finality(head)
+        if tag == "safe" and fin.kind == "checkpoint":
+            root = bytes.fromhex(fin.detail["justifiedRoot"][2:])
+            header = self.node.chain.get_header_by_hash(root)
+            if header is not None:
+                return int(header.block_number)
+        return int(fin.number)
+
     def resolve(self, block_id: Any, *, required: bool = True) -> BlockHeaderAPI | None:
         ident = parse_block_id(block_id)
         chain = self.node.chain
         if isinstance(ident, str):
-            header = chain.get_header_by_number(0) if ident == "earliest" else self.node.head
+            if ident == "earliest":
+                header = chain.get_header_by_number(0)
+            elif ident in ("finalized", "safe") and self.node.engine is not None:
+                header = chain.get_header_by_number(self._settled_number(ident))
+            else:
+                header = self.node.head
         elif isinstance(ident, bytes):
             header = chain.get_header_by_hash(ident)
         else:
