@@ -336,7 +336,7 @@ class Node:
         old_head = bytes(self.head.hash)
         self.chain.persist_sealed(block)
         self.engine.accept(block.header, record, body, receipts)
-        self._follow_fork_choice(old_head)
+        self._follow_fork_choice(old_head, {bytes(block.hash): tuple(receipts)})
 
     def has_block(self, block_hash: bytes) -> bool:
         return self.chain.has_block(block_hash)
@@ -362,7 +362,7 @@ class Node:
         else:
             receipts = self.chain.import_block(block).receipts
         self.engine.accept(block.header, record, body, receipts)
-        self._follow_fork_choice(old_head)
+        self._follow_fork_choice(old_head, {bytes(block.hash): tuple(receipts)})
         return True
 
     def refresh_head(self) -> None:
@@ -370,7 +370,8 @@ class Node:
         if self.engine is not None and self.engine.head() != self.head.hash:
             self._follow_fork_choice(bytes(self.head.hash))
 
-    def _follow_fork_choice(self, old_head: bytes) -> None:
+    def _follow_fork_choice(self, old_head: bytes,
+                            known: dict[bytes, tuple[ReceiptAPI, ...]] | None = None) -> None:
         """Make the engine's head canonical; move transactions between chain and pool."""
         assert self.engine is not None
         new_head = self.engine.head()
@@ -395,7 +396,10 @@ class Node:
                     log.info("orphaned tx 0x%s not re-admitted: %s", bytes(tx.hash).hex(), exc)
         self.pool.prune(self.reader(), {p.sender for p in self.pool.all()})
         for block in added:
-            mined = MinedBlock(block, self.chain.get_receipts(block.header), ())
+            receipts = (known or {}).get(bytes(block.hash))
+            if receipts is None:
+                receipts = self.chain.get_receipts(block.header)
+            mined = MinedBlock(block, receipts, ())
             for listener in list(self.block_listeners):
                 try:
                     listener(mined)
