@@ -33,7 +33,7 @@ from layerlab.errors import InvalidBlock, LayerlabError, PeerError
 from layerlab.l1.chain.evm import EvmChain
 from layerlab.l1.node import Node, UnknownParent
 from layerlab.l1.p2p import wire
-from layerlab.l1.p2p.wire import as_bytes, as_int, as_list
+from layerlab.l1.p2p.wire import as_bytes, as_fields, as_int, as_list
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +272,10 @@ class NetworkService:
         if msg_id == wire.TXS:
             self._on_txs(peer, as_list(payload, "txs", 10_000))
         elif msg_id == wire.BLOCK:
-            fields = as_list(payload, "block", 2)
+            fields = as_fields(payload, "block", 2)
             self._on_block(peer, as_bytes(fields[0], "block"), as_bytes(fields[1], "body"))
         elif msg_id == wire.GET_BLOCKS:
-            fields = as_list(payload, "get-blocks", 2)
+            fields = as_fields(payload, "get-blocks", 2)
             self._serve_blocks(peer, as_list(fields[0], "locator", 64),
                                min(as_int(fields[1], "limit"), wire.MAX_BLOCKS_PER_REQUEST))
         elif msg_id == wire.BLOCKS:
@@ -385,7 +385,7 @@ class NetworkService:
         peer.syncing = False
         imported = 0
         for item in items:
-            fields = as_list(item, "blocks item", 2)
+            fields = as_fields(item, "blocks item", 2)
             try:
                 result = self._import(peer, as_bytes(fields[0], "block"), as_bytes(fields[1], "body"))
             except InvalidBlock as exc:

@@ -74,3 +74,10 @@ def as_list(value: Any, what: str, limit: int = 100_000) -> list[Any]:
     if not isinstance(value, list) or len(value) > limit:
         raise PeerError(f"{what}: expected a list of at most {limit} items")
     return value
+
+
+def as_fields(value: Any, what: str, count: int) -> list[Any]:
+    """An RLP list of exactly ``count`` items."""
+    if not isinstance(value, list) or len(value) != count:
+        raise PeerError(f"{what}: expected a list of {count} items")
+    return value
