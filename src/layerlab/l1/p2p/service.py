@@ -218,6 +218,10 @@ class NetworkService:
                 self.penalize(peer, PENALTY_BAD_FRAME, str(exc))
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
+        except LayerlabError as exc:  # e.g. an invalid vote or block escaping a handler
+            log.info("dropping %s: %s", peer.address if peer else host, exc)
+        except Exception:  # a bug here must cost one connection, not the node
+            log.exception("connection with %s failed", peer.address if peer else host)
         finally:
             writer.close()
             if peer is not None and self.peers.get(peer.node_id) is peer:
