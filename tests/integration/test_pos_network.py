@@ -164,3 +164,20 @@ def test_every_node_killed_at_once_restarts_from_disk(tmp_path: Path) -> None:
         wait_for(lambda: net.call(0, "eth_getTransactionReceipt", tx), 60, "the accepted tx mined")
         wait_for(lambda: finalized_epoch(net, 0) >= max(finalized) + 2, 90, "finality resumes")
         net.wait_converged(60)
+
+
+@pytest.mark.timeout(420)
+def test_inactivity_leak_restores_finality_without_the_missing_half(tmp_path: Path) -> None:
+    """Half the stake leaves for good: finality stops, the inactivity leak (Altair) drains
+    the absent validators until the present ones hold 2/3 again, and finality returns."""
+    with Cluster(tmp_path, 4, "pos") as net:
+        wait_for(lambda: finalized_epoch(net, 0) >= 1, 90, "initial finality")
+        net.kill(2)
+        net.kill(3)
+        time.sleep(6)
+        stalled = finalized_epoch(net, 0)
+        wait_for(lambda: finalized_epoch(net, 0) >= stalled + 2, 300, "finality through the leak",
+                 interval=2.0)
+        validators = {v["index"]: v for v in net.call(0, "layerlab_validators")}
+        assert validators[2]["balanceGwei"] < 30 * 10**9 and validators[3]["balanceGwei"] < 30 * 10**9
+        assert validators[0]["balanceGwei"] > validators[2]["balanceGwei"]
