@@ -35,6 +35,8 @@ from layerlab.primitives.types import ChainId
 
 RESULTS = Path("benchmarks/results/consensus.json")
 NODES = 4
+IDLE_SECONDS = 8.0
+"""Blocks made before the transfer burst: propagation of small blocks on quiet nodes."""
 
 
 def bls_rates(seconds: float = 1.0) -> dict[str, Any]:
@@ -61,12 +63,16 @@ def bls_rates(seconds: float = 1.0) -> dict[str, Any]:
     return out
 
 
-def propagation(specs: list[netctl.NodeSpec]) -> dict[str, float]:
+def propagation(
+    specs: list[netctl.NodeSpec], since: float = 0.0, until: float = float("inf")
+) -> dict[str, float]:
+    """Spread of first-seen times of each block over the nodes, for blocks first seen
+    between ``since`` and ``until``."""
     arrivals = [netctl.rpc(s.url, "layerlab_blockArrivals", timeout=10) for s in specs]
     spreads = []
     for block in arrivals[0]:
         times = [a[block] for a in arrivals if block in a]
-        if len(times) == len(specs):
+        if len(times) == len(specs) and since <= min(times) < until:
             spreads.append((max(times) - min(times)) * 1000)
     if not spreads:
         return {"blocks": 0}
@@ -89,6 +95,9 @@ def run_network(consensus: str, tx_count: int, settle: float) -> dict[str, Any]:
                     break
                 time.sleep(0.2)
             time.sleep(settle)
+            idle_start = time.time()
+            time.sleep(IDLE_SECONDS)
+            load_start = time.time()
             workload = compute_transfer_workload(
                 TransferWorkloadSpec(tx_count=tx_count, chain_id=ChainId(31337), sender_count=10)
             )
@@ -100,7 +109,8 @@ def run_network(consensus: str, tx_count: int, settle: float) -> dict[str, Any]:
                 "tps": round(load.tps, 1),
                 "seconds": round(load.seconds, 2),
                 "blocks_used": load.blocks_used,
-                "propagation": propagation(specs),
+                "propagation_idle": propagation(specs, idle_start, load_start),
+                "propagation": propagation(specs, load_start),
             }
             costs: dict[str, float] = {}
             result["soft_confirmation_ms"] = soft_confirmations(specs[0].url, specs[1].url, costs=costs)
