@@ -181,3 +181,26 @@ def test_inactivity_leak_restores_finality_without_the_missing_half(tmp_path: Pa
         validators = {v["index"]: v for v in net.call(0, "layerlab_validators")}
         assert validators[2]["balanceGwei"] < 30 * 10**9 and validators[3]["balanceGwei"] < 30 * 10**9
         assert validators[0]["balanceGwei"] > validators[2]["balanceGwei"]
+
+
+def test_partition_halves_neither_finalizes_then_heal_converges_and_finalizes(tmp_path: Path) -> None:
+    """Split 2|2: each half builds its own chain but holds only half the stake, so neither
+    finalizes a conflicting checkpoint (FFG safety); once healed, LMD-GHOST picks one
+    head on every node and finality resumes."""
+    with Cluster(tmp_path, 4, "pos") as net:
+        wait_for(lambda: all(net.status(i)["peers"] == 3 for i in range(4)), 30, "full mesh")
+        wait_for(lambda: finalized_epoch(net, 0) >= 1, 90, "initial finality")
+        net.partition([0, 1], [2, 3])
+        wait_for(lambda: all(net.status(i)["peers"] == 1 for i in range(4)), 30, "partition")
+        time.sleep(3)
+        split = [finalized_epoch(net, i) for i in range(4)]
+        wait_for(lambda: net.head(0)[1] != net.head(2)[1] and net.head(0)[0] > 0, 30, "two chains")
+        time.sleep(16)  # four epochs apart
+        assert net.head(0)[1] != net.head(2)[1]
+        assert all(finalized_epoch(net, i) <= split[i] + 1 for i in range(4))
+        net.heal([0, 1], [2, 3])
+        net.wait_converged(90)
+        wait_for(lambda: all(finalized_epoch(net, i) >= max(split) + 2 for i in range(4)), 120,
+                 "finality after the heal")
+        number = min(net.status(i)["finalized"]["number"] for i in range(4))
+        assert len({net.call(i, "eth_getBlockByNumber", hex(number), False)["hash"] for i in range(4)}) == 1

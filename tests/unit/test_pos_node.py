@@ -524,3 +524,31 @@ def test_slashing_protection_survives_a_restart(tmp_path: Path) -> None:
     assert not v2._may_sign(0, target_epoch=2)
     assert v2._may_sign(0, slot=6) and v2._may_sign(0, target_epoch=3)
     again.close()
+
+
+def test_merge_by_terminal_total_difficulty() -> None:
+    """EIP-3675's trigger: the first PoW block whose total difficulty reaches the TTD is
+    terminal (whatever its number); its child must be PoS."""
+    from layerlab.l1.chain.config import parse_config
+    from tests.posutil import GENESIS_TS, VALIDATORS
+
+    initial = 20_000  # minimal PoW preset: genesis difficulty and total
+    config = parse_config({"timestamp": GENESIS_TS, "consensus": {
+        "engine": "merge", "validators": VALIDATORS, "terminalTotalDifficulty": initial + 2 * initial + 1}})
+    node = make_node(config, None)
+    merge = _merge_engine(node)
+    while not merge.is_terminal(node.head):
+        assert merge.active_pos() is None
+        block, receipts = _pow_block(node, node.head.timestamp + 2)  # on-target: difficulty stays
+        node.commit_local(block, b"", receipts)
+        assert node.head.block_number <= 4
+    terminal = node.head
+    record = merge.pow.record(terminal.hash)
+    assert record is not None and record.total_difficulty >= initial * 3 + 1
+    assert record.total_difficulty - record.difficulty < initial * 3 + 1
+    assert node.engine.status()["phase"] == "pos"  # type: ignore[union-attr]
+    pow_child, _ = _pow_block(node, terminal.timestamp + 2)
+    with pytest.raises(InvalidBlock):
+        node.import_block(pow_child, b"", now=float(pow_child.header.timestamp) + 0.1)
+    pos_block = propose(node, slot_of(node, terminal) + 1)
+    assert node.head.hash == pos_block.hash
