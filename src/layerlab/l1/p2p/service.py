@@ -28,6 +28,7 @@ from typing import Any
 
 import rlp
 from eth.abc import BlockAPI
+from eth_hash.auto import keccak
 
 from layerlab.errors import InvalidBlock, LayerlabError, PeerError
 from layerlab.l1.chain.evm import EvmChain
@@ -109,6 +110,8 @@ class NetworkService:
         self.seen_blocks = _Seen()
         self.seen_txs = _Seen()
         self.seen_votes = _Seen()
+        self.received_txs = _Seen()
+        self.received_blocks = _Seen(10_000)
         self.block_arrival: OrderedDict[bytes, float] = OrderedDict()
         """When each block was first seen (produced or received), for propagation figures."""
         self._server: asyncio.base_events.Server | None = None
@@ -303,6 +306,11 @@ class NetworkService:
         for raw in raws:
             raw = as_bytes(raw, "tx")
             self.stats["txs_in"] += 1
+            # relays deliver each transaction several times: a hash is cheaper than decoding
+            # it and recovering its sender again (keccak ~1 us vs ~60 us)
+            tx_hash = keccak(raw)
+            if not self.received_txs.add(tx_hash) or tx_hash in self.node.pool:
+                continue
             try:
                 self.node.submit_raw(raw)
             except LayerlabError as exc:
@@ -310,9 +318,9 @@ class NetworkService:
                 if reason in ("malformed", "bad-signature", "wrong-chain", "oversized"):
                     self.penalize(peer, PENALTY_BAD_TX, str(exc))
 
-    def _import(self, peer: Peer, encoded: bytes, body: bytes) -> bool | None:
+    def _import(self, peer: Peer, encoded: bytes | BlockAPI, body: bytes) -> bool | None:
         """Import one block; True if new, False if known, None if its parent is missing."""
-        block = self.chain.decode_block(encoded)
+        block = self.chain.decode_block(encoded) if isinstance(encoded, bytes) else encoded
         self._arrived(bytes(block.hash))
         try:
             return self.node.import_block(block, body)
@@ -320,12 +328,15 @@ class NetworkService:
             return None
 
     def _on_block(self, peer: Peer, encoded: bytes, body: bytes) -> None:
+        # the same bytes come from the producer and from every relay: skip them unread. (Keyed
+        # by content, not block hash, so a copy with a forged body cannot shadow the real one.)
+        if not self.received_blocks.add(keccak(keccak(encoded) + body)):
+            return
         try:
             block = self.chain.decode_block(encoded)
-            if not self.seen_blocks.add(bytes(block.hash)):
-                return
+            self.seen_blocks.add(bytes(block.hash))
             peer.head_number = max(peer.head_number, block.number)
-            result = self._import(peer, encoded, body)
+            result = self._import(peer, block, body)
         except InvalidBlock as exc:
             self.stats["blocks_invalid"] += 1
             log.warning("invalid block from %s: %s", peer.address, exc)
