@@ -74,3 +74,27 @@ def test_dispatcher_refuses_garbage_with_typed_errors(msg_id: int, payload: Any)
     with contextlib.suppress(LayerlabError):
         SERVICE._on_frame(peer, msg_id, rlp.decode(rlp.encode(payload)))
     assert NODE.head.hash == head  # garbage never moves the chain
+
+
+def test_a_forged_body_copy_does_not_shadow_the_real_block(monkeypatch: Any) -> None:
+    """A rogue peer races the proposer with the same block and a forged signature: that
+    copy is refused (and the rogue penalized), then the proposer's copy is imported."""
+    import time as _time
+
+    from layerlab.l1.consensus.beacon import decode_signed_body, encode_signed_body
+    from tests.posutil import at, pos_node, propose
+
+    proposer, receiver = pos_node(), pos_node()
+    real = propose(proposer, 1)
+    body, signature = decode_signed_body(real.body)
+    forged = encode_signed_body(body, bytes(96))
+    monkeypatch.setattr(_time, "time", lambda: at(receiver, 1))
+    service = NetworkService(receiver, "127.0.0.1", 0)
+    rogue = Peer(b"\x02" * 8, "127.0.0.1", 2, False, _Writer())  # type: ignore[arg-type]
+    honest = Peer(b"\x03" * 8, "127.0.0.1", 3, False, _Writer())  # type: ignore[arg-type]
+    encoded = rlp.encode(real.block)
+    service._on_block(rogue, encoded, forged)
+    assert not receiver.has_block(real.hash) and rogue.score < 0
+    service._on_block(honest, encoded, real.body)
+    assert receiver.head.hash == real.hash and honest.score == 0
+    assert signature  # the real one was a genuine 96-byte BLS signature
