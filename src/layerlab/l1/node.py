@@ -375,10 +375,9 @@ class Node:
         """Make the engine's head canonical; move transactions between chain and pool."""
         assert self.engine is not None
         new_head = self.engine.head()
-        self.chain.set_head(new_head)
+        added, removed = self.chain.set_head(new_head, old_head)
         if new_head == old_head:
             return
-        removed, added = self.chain.branch_diff(old_head, new_head)
         self._reader = None
         if removed:
             self.reorgs.append((len(removed), int(added[-1].number) if added else 0))

@@ -553,52 +553,50 @@ class EvmChain:
         added.reverse()
         return removed, added
 
-    def set_head(self, block_hash: bytes) -> tuple[list[BlockAPI], list[BlockAPI]]:
+    def set_head(self, block_hash: bytes, previous: bytes | None = None
+                 ) -> tuple[list[BlockAPI], list[BlockAPI]]:
         """Make ``block_hash`` the canonical head (the fork choice's decision, as
         ``engine_forkchoiceUpdated`` tells an Ethereum execution client).
 
-        Returns ``(added, removed)``: the blocks that became canonical and those that left
-        the canonical chain, oldest first, so the node can move transactions between the
-        chain and the pool. The canonical number index and transaction lookups are rewritten
-        in one batch.
+        ``previous`` is the head the caller last chose (default: the stored head). py-evm
+        also moves the canonical head by itself when it stores a longer branch, and then
+        leaves the transaction lookups of the blocks it drops behind (its
+        ``_decanonicalize_old_headers`` is never called in py-evm 0.12), so both what the
+        caller had and what py-evm made of it are undone here.
+
+        Returns ``(added, removed)`` relative to ``previous``, oldest first, so the node
+        can move transactions between the chain and the pool. The canonical number index
+        and transaction lookups are rewritten in one batch.
         """
-        head = self.head
-        if head.hash == block_hash:
-            return [], []
+        stored = self.head
+        previous = previous or bytes(stored.hash)
         target = self.get_header_by_hash(block_hash)
         if target is None:
             raise InvalidBlock(f"cannot set head to unknown block 0x{block_hash.hex()}")
-        added: list[BlockAPI] = []
-        node = target
-        while self.get_header_by_number(node.block_number) is None or \
-                self.get_header_by_number(node.block_number).hash != node.hash:  # type: ignore[union-attr]
-            added.append(self.get_block(node))
-            parent = self.get_header_by_hash(node.parent_hash)
-            if parent is None:
-                raise InvalidBlock(f"block 0x{node.hash.hex()} has no stored parent")
-            node = parent
-        ancestor = node.block_number
-        added.reverse()
-        removed = [self.get_block(self.chain.get_canonical_block_header_by_number(n))
-                   for n in range(ancestor + 1, head.block_number + 1)]
+        removed, added = self.branch_diff(previous, block_hash)
+        if stored.hash == block_hash and not removed and not added:
+            return [], []
+        removed_b, added_b = self.branch_diff(bytes(stored.hash), block_hash)
+        rewrite = added_b if len(added_b) > len(added) else added
+        drop = {bytes(b.hash): b for b in (*removed, *removed_b)}
         puts: dict[bytes, bytes] = {SchemaV1.make_canonical_head_hash_lookup_key(): target.hash}
-        deletes: list[bytes] = []
-        for block in removed:
-            deletes.append(SchemaV1.make_block_number_to_hash_lookup_key(block.number))
-            deletes.extend(SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
+        deletes: set[bytes] = set()
+        for block in drop.values():
+            if block.number > target.block_number:
+                deletes.add(SchemaV1.make_block_number_to_hash_lookup_key(block.number))
+            deletes.update(SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
                            for tx in block.transactions)
-        if target.block_number < head.block_number:
-            puts.update(self._reopen_gaps(head.block_number, target.block_number))
-        removed_keys = set(deletes)
-        for block in added:
-            key = SchemaV1.make_block_number_to_hash_lookup_key(block.number)
-            puts[key] = rlp.encode(block.hash, sedes=rlp.sedes.binary)
-            removed_keys.discard(key)
+        highest = max([stored.block_number, *(b.number for b in drop.values())])
+        if target.block_number < highest:
+            puts.update(self._reopen_gaps(highest, target.block_number))
+        for block in rewrite:
+            puts[SchemaV1.make_block_number_to_hash_lookup_key(block.number)] = \
+                rlp.encode(block.hash, sedes=rlp.sedes.binary)
             for index, tx in enumerate(block.transactions):
                 tx_key = SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
                 puts[tx_key] = rlp.encode(BlockDataKey(block.number, index))
-                removed_keys.discard(tx_key)
-        self.db.write_many(puts, [k for k in deletes if k in removed_keys])
+                deletes.discard(tx_key)
+        self.db.write_many(puts, sorted(deletes))
         self.chain.header = self.chain.create_header_from_parent(target)
         return added, removed
 
