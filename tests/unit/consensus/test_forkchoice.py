@@ -359,3 +359,20 @@ def test_detector_is_silent_on_honest_histories(history: list[Attestation]) -> N
 def test_detector_accepts_signed_header_type() -> None:
     header = SignedBlockHeader(1, 0, b"\x01" * 32, DUMMY_SIGNATURE)
     assert SlashingDetector().observe_proposal(header) is None
+
+
+def test_slashing_detector_window_forgets_old_history_and_keeps_recent() -> None:
+    from layerlab.l1.consensus.forkchoice import SlashingDetector
+    from layerlab.l1.consensus.types import Attestation, AttestationData, Checkpoint
+
+    def att(epoch: int, head: bytes) -> Attestation:
+        data = AttestationData(epoch * 4, head, Checkpoint(max(epoch - 1, 0), b"\x00" * 32),
+                               Checkpoint(epoch, b"\x01" * 32))
+        return Attestation(data, (7,), b"\x00" * 96)
+
+    detector = SlashingDetector()
+    assert detector.observe_attestation(att(3, b"\xaa" * 32)) == []
+    assert detector.observe_attestation(att(10, b"\xaa" * 32)) == []
+    detector.prune(before_slot=20, before_epoch=5)
+    assert detector.observe_attestation(att(3, b"\xbb" * 32)) == []  # forgotten: outside the window
+    assert len(detector.observe_attestation(att(10, b"\xbb" * 32))) == 1  # still a double vote

@@ -51,6 +51,8 @@ from layerlab.l1.storage import ChainDB
 log = logging.getLogger(__name__)
 
 GENESIS_STAKE_GWEI = 32 * 10**9
+SLASHER_EPOCHS = 256
+"""Epochs of proposals and votes the slashing detector remembers behind finality."""
 CLOCK_TOLERANCE = 0.5
 """Seconds a block may arrive before its slot starts (clock skew between processes)."""
 
@@ -143,6 +145,7 @@ class PosEngine(ConsensusEngine):
         self.pool: dict[AttestationData, dict[int, bytes]] = {}
         self.pending_slashings: dict[bytes, ProposerSlashing | AttesterSlashing] = {}
         self.slashings_seen: list[dict[str, Any]] = []
+        self._pruned_epoch = 0
         self._tag = b"pos-" + bytes(anchor.hash[:8])
         self._restore()
 
@@ -270,6 +273,11 @@ class PosEngine(ConsensusEngine):
             if isinstance(evidence, AttesterSlashing):
                 with contextlib.suppress(ConsensusError):
                     self.store.on_attester_slashing(evidence, verify_signatures=False)
+        finalized_epoch = self.store.finalized.epoch
+        if finalized_epoch > self._pruned_epoch:  # keep SLASHER_EPOCHS of history
+            self._pruned_epoch = finalized_epoch
+            floor = max(finalized_epoch - SLASHER_EPOCHS, 0)
+            self.detector.prune(floor * self.preset.slots_per_epoch, floor)
         self.store.prune()
 
     def head(self) -> bytes:

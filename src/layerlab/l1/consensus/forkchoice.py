@@ -315,6 +315,19 @@ class SlashingDetector:
         self._votes: dict[ValidatorIndex, dict[AttestationData, Attestation]] = defaultdict(dict)
         self._reported: set[tuple[Attestation, Attestation]] = set()
 
+    def prune(self, before_slot: Slot, before_epoch: int) -> None:
+        """Forget proposals before ``before_slot`` and votes whose target epoch is before
+        ``before_epoch`` (a bounded window, as real slashers keep a weak-subjectivity
+        window: surround votes reaching further back are no longer caught)."""
+        self._proposals = {k: v for k, v in self._proposals.items() if k[1] >= before_slot}
+        for index in list(self._votes):
+            history = {d: a for d, a in self._votes[index].items() if d.target.epoch >= before_epoch}
+            if history:
+                self._votes[index] = history
+            else:
+                del self._votes[index]
+        self._reported = {p for p in self._reported if p[1].data.target.epoch >= before_epoch}
+
     def observe_proposal(self, header: SignedBlockHeader) -> ProposerSlashing | None:
         key = (header.proposer_index, header.slot)
         seen = self._proposals.get(key)
