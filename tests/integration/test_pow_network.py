@@ -42,6 +42,7 @@ def test_four_nodes_gossip_transactions_and_agree_on_state(tmp_path: Path) -> No
                     for s in range(3)] == [8, 8, 8]
         status = net.status(0)
         assert status["consensus"] == "pow" and status["finalized"]["kind"] == "k-confirmations"
+        assert net.call(0, "eth_mining") is True and int(net.call(0, "eth_hashrate"), 16) > 0
         fin = int(net.call(0, "eth_getBlockByNumber", "finalized", False)["number"], 16)
         latest = int(net.call(0, "eth_getBlockByNumber", "latest", False)["number"], 16)
         assert max(latest - 9, 0) <= fin <= max(latest - 6, 0)  # k = 6 below the head (which may move)
@@ -143,6 +144,7 @@ def test_late_joiner_syncs_every_block(tmp_path: Path) -> None:
         net.start(2)
         target = net.head(0)[0]
         wait_for(lambda: net.head(2)[0] >= target, 60, "the late node to sync")
+        assert net.call(2, "eth_syncing") is False  # caught up
         number = min(target, net.head(2)[0]) - 1
         a = net.call(0, "eth_getBlockByNumber", hex(number), False)["hash"]
         b = net.call(2, "eth_getBlockByNumber", hex(number), False)["hash"]

@@ -375,14 +375,33 @@ class RpcApi:
     def eth_blockNumber(self) -> str:
         return hex_int(self.node.head.block_number)
 
-    def eth_syncing(self) -> bool:
-        return False
+    def eth_syncing(self) -> bool | dict[str, str]:
+        """False, or how far behind the best peer this node is (geth's object form)."""
+        network = self.node.network
+        if network is None:
+            return False
+        current = self.node.head.block_number
+        highest = max((p.head_number for p in network.peers.values()), default=0)
+        if highest <= current + 1:  # one block behind is gossip in flight, not syncing
+            return False
+        return {"startingBlock": hex_int(current), "currentBlock": hex_int(current),
+                "highestBlock": hex_int(highest)}
+
+    def _miner_status(self) -> dict[str, Any] | None:
+        producer = self.node.producer
+        status: dict[str, Any] = producer.status() if producer is not None else {}
+        miner = status.get("miner")
+        return miner if isinstance(miner, dict) else None
 
     def eth_mining(self) -> bool:
+        if self.node.engine is not None:
+            miner = self._miner_status()
+            return bool(miner and miner.get("enabled"))
         return self.node.mining is not MiningMode.MANUAL
 
     def eth_hashrate(self) -> str:
-        return "0x0"
+        miner = self._miner_status()
+        return hex_int(int(miner.get("hashrate", 0)) if miner else 0)
 
     def eth_coinbase(self) -> str:
         return to_checksum_address(self.node.coinbase)
