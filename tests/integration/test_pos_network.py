@@ -204,3 +204,32 @@ def test_partition_halves_neither_finalizes_then_heal_converges_and_finalizes(tm
                  "finality after the heal")
         number = min(net.status(i)["finalized"]["number"] for i in range(4))
         assert len({net.call(i, "eth_getBlockByNumber", hex(number), False)["hash"] for i in range(4)}) == 1
+
+
+def test_ethers_js_works_unchanged_against_a_pos_network_node(tmp_path: Path) -> None:
+    """The devnet's ethers.js v6 check (deploys, transfers, events by query and by
+    WebSocket subscription, revert reasons), pointed at one node of a 4-node PoS network:
+    its transactions are gossiped to whichever validator proposes."""
+    import shutil
+    import subprocess
+
+    from layerlab.contracts import get_project_root, load_artifact
+
+    node_bin = shutil.which("node")
+    root = get_project_root()
+    if node_bin is None or not (root / "node_modules" / "ethers").is_dir():
+        pytest.skip("Node.js and the ethers package are needed (make deps)")
+    for name in ("LabToken", "LabNFT", "Reverter"):
+        load_artifact(name)
+    with Cluster(tmp_path, 4, "pos") as net:
+        proc = subprocess.run([node_bin, str(root / "tests" / "js" / "ethers_check.mjs"), net.specs[1].url,
+                               str(root / "build" / "contracts")], cwd=root, capture_output=True, text=True,
+                              timeout=240, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        import json
+
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert result["ok"] is True
+        token = result["token"]
+        code = {net.call(i, "eth_getCode", token, "latest") for i in range(4)}
+        assert len(code) == 1 and code != {"0x"}  # the deployment reached every node
