@@ -70,7 +70,7 @@ def test_a_third_offline_keeps_finality_more_stops_it_until_they_return(tmp_path
         stalled = finalized_epoch(net, 0)
         head_before = net.head(0)[0]
         time.sleep(20)  # five epochs
-        assert net.head(0)[0] >= head_before + 5  # blocks are still produced...
+        assert net.head(0)[0] >= head_before + 3  # blocks are still produced (~half the slots)...
         assert finalized_epoch(net, 0) <= stalled + 1  # ...but finality stops
         net.start(2)
         net.start(3)
