@@ -7,8 +7,8 @@ order that respects parents. After each delivery:
 * the victim's head has the most total difficulty of all blocks it holds (ties: first seen);
 * the canonical number index is exactly the head's ancestry;
 * every transaction of a canonical block is found at its position, and transactions of
-  blocks that were canonical here and then orphaned are back in the pool or superseded
-  (their nonce is used). (Transactions of side blocks that never were the node's chain
+  blocks that were canonical here and then orphaned are back in the pool, superseded
+  (their nonce is used), or outbid by a pooled transaction with the same nonce. (Transactions of side blocks that never were the node's chain
   are not its to re-send, as in geth.)
 """
 
@@ -105,4 +105,5 @@ def check(victim: Node, delivered: list[bytes], was_canonical: set[bytes]) -> No
                 assert tx.hash in {t.hash for t in canonical_block.transactions}
                 continue
             sender_nonce = victim.head_state().get_nonce(tx.sender)
-            assert tx.hash in victim.pool or tx.nonce < sender_nonce
+            competing = tx.nonce in victim.pool.sender_nonces(tx.sender)  # another tx, same nonce
+            assert tx.hash in victim.pool or tx.nonce < sender_nonce or competing
