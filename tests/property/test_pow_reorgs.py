@@ -8,8 +8,9 @@ order that respects parents. After each delivery:
 * the canonical number index is exactly the head's ancestry;
 * every transaction of a canonical block is found at its position, and transactions of
   blocks that were canonical here and then orphaned are back in the pool, superseded
-  (their nonce is used), or outbid by a pooled transaction with the same nonce. (Transactions of side blocks that never were the node's chain
-  are not its to re-send, as in geth.)
+  (their nonce is used), or outbid by a pooled transaction with the same nonce.
+  (Transactions of side blocks that never were the node's chain are not its to re-send,
+  as in geth.)
 """
 
 from __future__ import annotations
