@@ -1,6 +1,8 @@
 """Running a networked node: the RPC server plus the p2p service and block production.
 
-``layerlab node --consensus pow --p2p-port P --peers 127.0.0.1:Q --mine`` runs this. The
+``layerlab node --config chain.json --p2p-port P --peers 127.0.0.1:Q [--mine]
+[--validators 0,1]`` runs this; the consensus (pow, pos or merge) comes from the chain
+config, which every node of a network shares (``layerlab net up`` writes it). The
 node, its engine, the network service and the producer share one asyncio loop (one
 thread), so the node's single-threaded state is never touched concurrently.
 """
@@ -55,7 +57,7 @@ class _Producers:
     items: list[PowMiner | PosValidator]
 
     def status(self) -> dict[str, object]:
-        return {p.status()["role"]: p.status() for p in self.items}  # type: ignore[misc]
+        return {str(p.status()["role"]): p.status() for p in self.items}
 
 
 def engine_factory(config: ChainConfig) -> Callable[[ChainDB, EvmChain], ConsensusEngine]:
