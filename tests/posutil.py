@@ -29,9 +29,10 @@ from layerlab.l1.consensus.beacon import (
     to_exec_withdrawals,
     validator_secret,
 )
+from layerlab.l1.consensus.merge import pos_of
 from layerlab.l1.consensus.pos import BeaconBody
 from layerlab.l1.consensus.types import Attestation, AttestationData, Withdrawal
-from layerlab.l1.netrunner import make_node, pos_of
+from layerlab.l1.netrunner import make_node
 from layerlab.l1.node import Node
 
 GENESIS_TS = 1_700_000_000

@@ -25,7 +25,7 @@ from layerlab.l1.consensus.beacon import (
     encode_slashing,
 )
 from layerlab.l1.consensus.engine import ConsensusEngine
-from layerlab.l1.consensus.merge import MergeEngine, make_engine
+from layerlab.l1.consensus.merge import MergeEngine, make_engine, pos_of, pow_of
 from layerlab.l1.consensus.pow import PowEngine
 from layerlab.l1.consensus.staking import STAKING_ADDRESS, staking_runtime_code
 from layerlab.l1.node import Node
@@ -79,22 +79,6 @@ def with_staking_contract(config: ChainConfig) -> ChainConfig:
 def make_node(config: ChainConfig, data_dir: Path | None) -> Node:
     config = with_staking_contract(config)
     return Node(config, data_dir=data_dir, engine_factory=engine_factory(config))
-
-
-def pos_of(engine: ConsensusEngine | None) -> PosEngine | None:
-    if isinstance(engine, PosEngine):
-        return engine
-    if isinstance(engine, MergeEngine):
-        return engine.active_pos()
-    return None
-
-
-def pow_of(engine: ConsensusEngine | None) -> PowEngine | None:
-    if isinstance(engine, PowEngine):
-        return engine
-    if isinstance(engine, MergeEngine):
-        return engine.active_pow()
-    return None
 
 
 def consensus_handler(node: Node, network: NetworkService) -> Callable[[int, bytes, Peer], None]:

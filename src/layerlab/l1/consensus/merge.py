@@ -172,3 +172,21 @@ def make_engine(config: ChainConfig, db: ChainDB, chain: EvmChain) -> ConsensusE
     if c.engine == "merge":
         return MergeEngine(db, chain, config)
     raise InvalidBlock(f"no consensus engine {c.engine!r} for a network node")
+
+
+def pos_of(engine: ConsensusEngine | None) -> PosEngine | None:
+    """The PoS engine running now: a ``pos`` chain's, or a ``merge`` chain's after the fork."""
+    if isinstance(engine, PosEngine):
+        return engine
+    if isinstance(engine, MergeEngine):
+        return engine.active_pos()
+    return None
+
+
+def pow_of(engine: ConsensusEngine | None) -> PowEngine | None:
+    """The PoW engine blocks may be mined under now (None past the merge)."""
+    if isinstance(engine, PowEngine):
+        return engine
+    if isinstance(engine, MergeEngine):
+        return engine.active_pow()
+    return None

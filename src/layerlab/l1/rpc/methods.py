@@ -27,6 +27,8 @@ from eth_utils.address import to_checksum_address
 from layerlab import __version__
 from layerlab.errors import ExecutionReverted, InvalidTransaction, LayerlabError
 from layerlab.l1.chain.evm import AccountOverride, CallRequest, MinedBlock
+from layerlab.l1.consensus.beacon import PosEngine
+from layerlab.l1.consensus.merge import pos_of
 from layerlab.l1.node import MiningMode, Node
 from layerlab.l1.rpc import codec
 from layerlab.l1.rpc.codec import (
@@ -317,10 +319,9 @@ class RpcApi:
     def admin_removePeer(self, addr: Any) -> bool:
         return bool(self._network().remove_peer(*self._peer_address(addr)))
 
-    def _pos(self) -> Any:
-        engine: Any = self.node.engine
-        pos_engine = engine.active_pos() if hasattr(engine, "active_pos") else engine
-        if pos_engine is None or not hasattr(pos_engine, "validators"):
+    def _pos(self) -> PosEngine:
+        pos_engine = pos_of(self.node.engine)
+        if pos_engine is None:
             raise InvalidParams("this chain is not (yet) running proof of stake")
         return pos_engine
 
