@@ -384,7 +384,7 @@ class Node:
             log.info("reorg: %d block(s) replaced by %d, new head #%d", len(removed), len(added),
                      self.head.block_number)
         included = {bytes(tx.hash) for b in added for tx in b.transactions}
-        self._forget([p for p in self.pool.all() if p.hash in included])
+        self._forget([p for p in map(self.pool.get, included) if p is not None])
         for block in removed:  # orphaned transactions go back to the pool
             for tx in block.transactions:
                 if bytes(tx.hash) in included:

@@ -123,8 +123,6 @@ class PowMiner(_Loop):
             sealed = sealer.search(CHUNK)
             self.hashes += CHUNK if sealed is None else 1
             if sealed is not None:
-                if self.node.head.hash != parent.hash and self.node.has_block(sealed.hash):
-                    return
                 sealed_block = block.copy(header=sealed)
                 self.node.commit_local(sealed_block, b"", receipts)
                 self.blocks_mined += 1
@@ -302,11 +300,12 @@ class PosValidator(_Loop):
         state = engine.state_of(head)
         if slot > state.slot:
             state = pos.process_slots(state, slot)
-        committee = pos.get_committee(state, slot)
-        for index in committee:
-            if index not in self.keys:
-                continue
-            votes = [pos.make_attestation_data(engine.state_of(head), slot, head)]
+        ours = [index for index in pos.get_committee(state, slot) if index in self.keys]
+        if not ours:
+            return
+        honest = pos.make_attestation_data(state, slot, head)  # the same vote for all of ours
+        for index in ours:
+            votes = [honest]
             if not self._may_sign(index, target_epoch=votes[0].target.epoch):
                 log.warning(
                     "slashing protection: validator %d already voted for epoch %d",

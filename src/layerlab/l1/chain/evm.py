@@ -576,7 +576,8 @@ class EvmChain:
         removed, added = self.branch_diff(previous, block_hash)
         if stored.hash == block_hash and not removed and not added:
             return [], []
-        removed_b, added_b = self.branch_diff(bytes(stored.hash), block_hash)
+        removed_b, added_b = (removed, added) if stored.hash == previous else \
+            self.branch_diff(bytes(stored.hash), block_hash)
         rewrite = added_b if len(added_b) > len(added) else added
         drop = {bytes(b.hash): b for b in (*removed, *removed_b)}
         puts: dict[bytes, bytes] = {SchemaV1.make_canonical_head_hash_lookup_key(): target.hash}

@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import rlp
@@ -43,6 +45,8 @@ from layerlab.l1.consensus.types import (
     Attestation,
     AttestationData,
     AttesterSlashing,
+    Deposit,
+    ExitRequest,
     ProposerSlashing,
     SignedBlockHeader,
 )
@@ -51,6 +55,8 @@ from layerlab.l1.storage import ChainDB
 log = logging.getLogger(__name__)
 
 GENESIS_STAKE_GWEI = 32 * 10**9
+RECENT_REQUESTS = 64
+"""Blocks whose staking requests are kept in memory for their children."""
 SLASHER_EPOCHS = 256
 """Epochs of proposals and votes the slashing detector remembers behind finality."""
 CLOCK_TOLERANCE = 0.5
@@ -121,6 +127,15 @@ def genesis_validators(count: int, withdrawal_addresses: Sequence[bytes]) -> lis
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What ``check`` verified, handed to ``accept`` so the body is not decoded twice."""
+
+    post: BeaconState
+    body: BeaconBody
+    signature: bytes
+
+
 class PosEngine(ConsensusEngine):
     """PoS consensus anchored at one block (the genesis, or the terminal PoW block)."""
 
@@ -146,6 +161,7 @@ class PosEngine(ConsensusEngine):
         self.pending_slashings: dict[bytes, ProposerSlashing | AttesterSlashing] = {}
         self.slashings_seen: list[dict[str, Any]] = []
         self._pruned_epoch = 0
+        self._requests: OrderedDict[bytes, tuple[list[Deposit], list[ExitRequest]]] = OrderedDict()
         self._tag = b"pos-" + bytes(anchor.hash[:8])
         self._restore()
 
@@ -236,18 +252,26 @@ class PosEngine(ConsensusEngine):
             raise InvalidBlock(f"block {number}: {exc}") from exc
         if header.mix_hash != post.randao_mix:
             raise InvalidBlock(f"block {number}: prevRandao is not the RANDAO mix after the reveal")
-        return post
+        return _Checked(post, beacon, signature)
 
-    def requests_after(self, parent: BlockHeaderAPI) -> tuple[list[Any], list[Any]]:
-        """Staking deposits and exit requests of ``parent``, due in its child's body."""
+    def requests_after(self, parent: BlockHeaderAPI) -> tuple[list[Deposit], list[ExitRequest]]:
+        """Staking deposits and exit requests of ``parent``, due in its child's body.
+
+        Kept from ``accept`` for recent blocks (every import and proposal asks for its
+        parent's); older ones are read back from the receipt trie.
+        """
         if parent.hash == self.anchor.hash:
             return [], []
-        return decode_staking_logs(self.chain.get_receipts(parent))
+        requests = self._requests.get(bytes(parent.hash))
+        if requests is None:
+            requests = decode_staking_logs(self.chain.get_receipts(parent))
+        return requests
 
     def accept(
         self, header: BlockHeaderAPI, record: Any, body: bytes, receipts: Sequence[ReceiptAPI]
     ) -> None:
-        post: BeaconState = record
+        checked: _Checked = record
+        post, beacon, signature = checked.post, checked.body, checked.signature
         root, parent = bytes(header.hash), bytes(header.parent_hash)
         self.db.write_many(
             {
@@ -260,7 +284,9 @@ class PosEngine(ConsensusEngine):
             self.store.on_block(root, parent, post.slot, post)
         except ConsensusError as exc:
             raise InvalidBlock(str(exc)) from exc
-        beacon, signature = decode_signed_body(body)
+        self._requests[root] = decode_staking_logs(receipts)
+        while len(self._requests) > RECENT_REQUESTS:
+            self._requests.popitem(last=False)
         self._observe_proposal(SignedBlockHeader(post.slot, beacon.proposer_index, root, signature))
         for att in beacon.attestations:
             self._vote(att, verify=False)
