@@ -312,15 +312,18 @@ class PosEngine(ConsensusEngine):
     def finality(self, head: BlockHeaderAPI) -> Finality:
         fin, just = self.store.finalized, self.store.justified
         fin_header = self.chain.get_header_by_hash(fin.root)
+        just_header = self.chain.get_header_by_hash(just.root)
+        number = fin_header.block_number if fin_header else 0
         return Finality(
             "checkpoint",
-            fin_header.block_number if fin_header else 0,
+            number,
             fin.root,
             {
                 "epoch": fin.epoch,
                 "justifiedEpoch": just.epoch,
                 "justifiedRoot": "0x" + just.root.hex(),
             },
+            safe_number=just_header.block_number if just_header else number,
         )
 
     def body(self, block_hash: bytes) -> bytes:

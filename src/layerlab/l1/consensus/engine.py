@@ -39,6 +39,8 @@ class Finality:
     number: int
     block_hash: bytes
     detail: dict[str, Any]
+    safe_number: int = -1
+    """The ``safe`` block (PoS: the justified checkpoint's); -1 means the same as ``number``."""
 
 
 class ConsensusEngine(ABC):

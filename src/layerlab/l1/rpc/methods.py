@@ -198,15 +198,9 @@ class RpcApi:
         """The ``finalized`` / ``safe`` block under consensus (EIP-1898 tags, as post-Merge
         clients serve them): PoS: the finalized / justified checkpoint block; PoW: the
         block ``k`` confirmations deep for both."""
-        engine: Any = self.node.engine
-        head = self.node.head
-        fin = engine.finality(head)
-        if tag == "safe" and fin.kind == "checkpoint":
-            root = bytes.fromhex(fin.detail["justifiedRoot"][2:])
-            header = self.node.chain.get_header_by_hash(root)
-            if header is not None:
-                return int(header.block_number)
-        return int(fin.number)
+        assert self.node.engine is not None
+        fin = self.node.engine.finality(self.node.head)
+        return fin.safe_number if tag == "safe" and fin.safe_number >= 0 else fin.number
 
     def resolve(self, block_id: Any, *, required: bool = True) -> BlockHeaderAPI | None:
         ident = parse_block_id(block_id)
