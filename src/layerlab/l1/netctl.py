@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from layerlab.errors import ConfigError, LayerlabError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from layerlab.orchestration import free_port
 
 
 def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float = 10) -> Any:

@@ -65,8 +65,8 @@ from layerlab.l2.channels.signing import recover_digest_signer, sign_digest
 from layerlab.l2.channels.types import ChannelId, Hashlock, SignedState
 from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.channels.wire import read_frame, write_frame
-from layerlab.l2.service import wait_for_stop_signal, write_ready_file
 from layerlab.l2.store import RecordStore
+from layerlab.orchestration import wait_for_stop_signal, write_ready_file
 from layerlab.primitives.types import Address, BlockNumber, ChainId, Nonce, Timestamp, Wei
 
 log = logging.getLogger(__name__)

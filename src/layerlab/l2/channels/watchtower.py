@@ -32,8 +32,8 @@ from layerlab.l2.channels.onchain import ChannelContract, ChannelStatus, Channel
 from layerlab.l2.channels.signing import is_signed_by
 from layerlab.l2.channels.types import ChannelId, SignedState
 from layerlab.l2.channels.wire import read_frame, write_frame
-from layerlab.l2.service import wait_for_stop_signal, write_ready_file
 from layerlab.l2.store import RecordStore
+from layerlab.orchestration import wait_for_stop_signal, write_ready_file
 
 log = logging.getLogger(__name__)
 
