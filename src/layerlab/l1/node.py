@@ -417,23 +417,59 @@ class Node:
         return sender
 
     def _restore_pool(self) -> None:
-        restored = 0
+        """Re-admit the pool written to disk before a restart, exactly as acknowledged.
+
+        Records are read in key (hash) order, so they are first decoded, then re-admitted
+        per sender in nonce order (:meth:`readmit`); a record is deleted only when the
+        chain has made its transaction invalid, never because of the order of restoring.
+        """
+        stored: list[PooledTransaction] = []
         for key, value in list(self.db.iterate_prefix(POOL_PREFIX)):
             spoofed, sender, raw = value[0] == 1, value[1:21], value[21:]
             try:
-                if spoofed:
-                    self.impersonated.add(sender)
-                    ptx = _spoofed(self.pool.decode(raw), sender)
-                else:
-                    ptx = self.pool.decode(raw)
-                self.pool.add(ptx, self.reader(), base_fee=self.next_base_fee(),
-                              block_gas_limit=self.config.gas_limit)
-                restored += 1
+                ptx = self.pool.decode(raw)
             except LayerlabError as exc:
-                log.info("dropping stored pool tx 0x%s: %s", key[len(POOL_PREFIX):].hex(), exc)
+                log.warning("dropping stored pool tx 0x%s: undecodable (%s)",
+                            key[len(POOL_PREFIX):].hex(), exc)
                 self.db.write_many({}, [key])
-        if restored:
-            log.info("restored %d pending transactions from disk", restored)
+                continue
+            if spoofed:
+                self.impersonated.add(sender)
+                ptx = _spoofed(ptx, sender)
+            stored.append(ptx)
+        kept = self.readmit(stored)
+        if kept:
+            log.info("restored %d pending transactions from disk", len(kept))
+
+    def readmit(self, ptxs: Sequence[PooledTransaction]) -> list[PooledTransaction]:
+        """Put transactions this node had acknowledged back into the pool.
+
+        Each sender's transactions go in nonce order (for one nonce, the best-paying copy
+        last, so it wins as the replacement it was), with ``restoring`` admission: a
+        transaction is dropped, and its record deleted with the reason logged, only if
+        the chain made it invalid (its nonce was mined, its sender can no longer pay).
+        Returns the transactions kept.
+        """
+        def order(p: PooledTransaction) -> tuple[bytes, int, int, int]:
+            return (p.sender, p.nonce, p.max_fee, p.max_priority_fee)
+
+        kept: list[PooledTransaction] = []
+        for ptx in sorted(ptxs, key=order):
+            try:
+                replaced = self.pool.add(ptx, self.reader(), base_fee=self.next_base_fee(),
+                                         block_gas_limit=self.config.gas_limit, restoring=True)
+            except LayerlabError as exc:
+                log.warning("dropping pool tx 0x%s of 0x%s nonce %d: %s", ptx.hash.hex(),
+                            ptx.sender.hex(), ptx.nonce, exc)
+                self.db.write_many({}, [POOL_PREFIX + ptx.hash])
+                continue
+            flag = b"\x01" if isinstance(ptx.tx, ImpersonatedTransaction) else b"\x00"
+            self.db.write_many({POOL_PREFIX + ptx.hash: flag + ptx.sender + ptx.raw},
+                               [POOL_PREFIX + replaced.hash] if replaced else [])
+            if replaced is not None:
+                kept = [p for p in kept if p.hash != replaced.hash]
+            kept.append(ptx)
+        return kept
 
     # -- dev controls (evm_*, anvil_*) -------------------------------------------------------
     def snapshot(self) -> int:
@@ -462,14 +498,13 @@ class Node:
         self.meta.next_timestamp = None
         self._save_meta()
         self._reader = None
+        restored = []
         for raw in snap.pool_raw:
             try:
-                ptx = self.pool.decode(raw)
-                self.pool.add(ptx, self.reader(), base_fee=self.next_base_fee(),
-                              block_gas_limit=self.config.gas_limit)
-                self.db.write_many({POOL_PREFIX + ptx.hash: b"\x00" + ptx.sender + raw}, [])
-            except LayerlabError:
-                pass
+                restored.append(self.pool.decode(raw))
+            except LayerlabError as exc:  # cannot happen: the pool decoded it before
+                log.warning("snapshot pool tx not decodable: %s", exc)
+        self.readmit(restored)
         return True
 
     def increase_time(self, seconds: int) -> int:

@@ -193,8 +193,17 @@ class TxPool:
         *,
         base_fee: int,
         block_gas_limit: int,
+        restoring: bool = False,
     ) -> PooledTransaction | None:
-        """Admit ``ptx`` against the head state; return the transaction it replaced, if any."""
+        """Admit ``ptx`` against the head state; return the transaction it replaced, if any.
+
+        ``restoring`` re-admits a transaction this pool had already acknowledged (a restart
+        from disk, an ``evm_revert``): the checks that only guard *new* admissions (fee cap
+        below the current base fee, the nonce-gap limit) are skipped, because such a
+        transaction was valid when it was acknowledged and waits like any pooled one; the
+        checks that the chain can have made fail since (nonce already used, balance too
+        low) still apply.
+        """
         if ptx.hash in self._by_hash:
             raise InvalidTransaction("already-known", "already known")
         sender = _hex(ptx.sender)
@@ -202,7 +211,7 @@ class TxPool:
             raise InvalidTransaction(
                 "gas-limit", f"exceeds block gas limit: gas {ptx.gas}, limit {block_gas_limit}"
             )
-        if ptx.max_fee < base_fee:
+        if ptx.max_fee < base_fee and not restoring:
             raise InvalidTransaction(
                 "fee-cap-too-low",
                 f"max fee per gas less than block base fee: address {sender}, "
@@ -218,7 +227,7 @@ class TxPool:
         expected = state_nonce
         while expected in queued:
             expected += 1
-        if ptx.nonce > expected + self.nonce_gap_limit:
+        if ptx.nonce > expected + self.nonce_gap_limit and not restoring:
             raise InvalidTransaction(
                 "nonce-gap",
                 f"nonce too high: address {sender}, tx: {ptx.nonce}, next expected {expected} "
