@@ -46,7 +46,7 @@ import rlp
 from eth_hash.auto import keccak
 
 from layerlab.crypto import bls
-from layerlab.errors import ConfigError, ConsensusError, InvalidSignature
+from layerlab.errors import ConfigError, ConsensusError, InvalidSignature, MalformedEncoding
 from layerlab.l1.consensus.types import (
     Attestation,
     AttestationData,
@@ -57,11 +57,11 @@ from layerlab.l1.consensus.types import (
     ExitRequest,
     ProposerSlashing,
     Root,
-    SignedBlockHeader,
     Slot,
     ValidatorIndex,
     Withdrawal,
 )
+from layerlab.primitives import codec
 
 # -- constants (phase0 / Altair / Capella names) --------------------------------------------
 
@@ -241,12 +241,15 @@ class BeaconBody:
 
     def encode(self) -> bytes:
         """RLP of the nested field lists (ints as big-endian scalars, bools as 0/1)."""
-        return bytes(rlp.encode(_body_to_rlp(self)))
+        return codec.encode(self)
 
     @classmethod
     def decode(cls, data: bytes) -> BeaconBody:
         """Inverse of :meth:`encode`; anything else raises :class:`ConsensusError`."""
-        return _body_from_rlp(_rlp_decode(data, "beacon body"))
+        try:
+            return codec.decode_to(cls, data)
+        except MalformedEncoding as exc:
+            raise ConsensusError(f"beacon body: {exc}") from exc
 
     def root(self) -> Root:
         """keccak256 of :meth:`encode`: the value an execution header commits to."""
@@ -543,7 +546,7 @@ def expected_withdrawals(state: BeaconState) -> tuple[Withdrawal, ...]:
 # -- signing roots --------------------------------------------------------------------------
 
 
-def _signing_root(domain: bytes, payload: list[object]) -> bytes:
+def _signing_root(domain: bytes, payload: object) -> bytes:
     return _sha256(domain + bytes(rlp.encode(payload)))
 
 
@@ -554,7 +557,7 @@ def proposal_signing_root(slot: Slot, proposer_index: ValidatorIndex, block_root
 
 def attestation_signing_root(data: AttestationData) -> bytes:
     """What every attester of ``data`` signs; equal data aggregate into one signature."""
-    return _signing_root(DOMAIN_BEACON_ATTESTER, _attestation_data_to_rlp(data))
+    return _signing_root(DOMAIN_BEACON_ATTESTER, codec.to_rlp_item(data))
 
 
 def randao_signing_root(epoch: Epoch) -> bytes:
@@ -1299,124 +1302,11 @@ def _bool(item: object, what: str) -> bool:
     return value == 1
 
 
-def _checkpoint_to_rlp(c: Checkpoint) -> list[object]:
-    return [c.epoch, c.root]
-
-
 def _checkpoint_from_rlp(item: object) -> Checkpoint:
-    f = _list(item, 2, "checkpoint")
-    return Checkpoint(_int(f[0], "checkpoint epoch"), _bytes(f[1], "checkpoint root"))
-
-
-def _attestation_data_to_rlp(d: AttestationData) -> list[object]:
-    return [d.slot, d.beacon_block_root, _checkpoint_to_rlp(d.source), _checkpoint_to_rlp(d.target)]
-
-
-def _attestation_data_from_rlp(item: object) -> AttestationData:
-    f = _list(item, 4, "attestation data")
-    return AttestationData(
-        _int(f[0], "attestation slot"),
-        _bytes(f[1], "attestation head"),
-        _checkpoint_from_rlp(f[2]),
-        _checkpoint_from_rlp(f[3]),
-    )
-
-
-def _attestation_to_rlp(a: Attestation) -> list[object]:
-    return [_attestation_data_to_rlp(a.data), list(a.validator_indices), a.signature]
-
-
-def _attestation_from_rlp(item: object) -> Attestation:
-    f = _list(item, 3, "attestation")
-    indices = tuple(_int(i, "attestation index") for i in _list(f[1], None, "attestation indices"))
-    return Attestation(_attestation_data_from_rlp(f[0]), indices, _bytes(f[2], "attestation signature"))
-
-
-def _header_to_rlp(h: SignedBlockHeader) -> list[object]:
-    return [h.slot, h.proposer_index, h.block_root, h.signature]
-
-
-def _header_from_rlp(item: object) -> SignedBlockHeader:
-    f = _list(item, 4, "signed header")
-    return SignedBlockHeader(
-        _int(f[0], "header slot"),
-        _int(f[1], "header proposer"),
-        _bytes(f[2], "header root"),
-        _bytes(f[3], "header sig"),
-    )
-
-
-def _deposit_to_rlp(d: Deposit) -> list[object]:
-    return [d.pubkey, d.withdrawal_address, d.amount_gwei, d.signature, d.index]
-
-
-def _deposit_from_rlp(item: object) -> Deposit:
-    f = _list(item, 5, "deposit")
-    return Deposit(
-        _bytes(f[0], "deposit pubkey"),
-        _bytes(f[1], "deposit address"),
-        _int(f[2], "deposit amount"),
-        _bytes(f[3], "deposit signature"),
-        _int(f[4], "deposit index"),
-    )
-
-
-def _withdrawal_to_rlp(w: Withdrawal) -> list[object]:
-    return [w.index, w.validator_index, w.address, w.amount_gwei]
-
-
-def _withdrawal_from_rlp(item: object) -> Withdrawal:
-    f = _list(item, 4, "withdrawal")
-    return Withdrawal(
-        _int(f[0], "withdrawal index"),
-        _int(f[1], "withdrawal validator"),
-        _bytes(f[2], "withdrawal address"),
-        _int(f[3], "withdrawal amount"),
-    )
-
-
-def _body_to_rlp(b: BeaconBody) -> list[object]:
-    return [
-        b.proposer_index,
-        b.randao_reveal,
-        [_attestation_to_rlp(a) for a in b.attestations],
-        [[_header_to_rlp(s.header_1), _header_to_rlp(s.header_2)] for s in b.proposer_slashings],
-        [
-            [_attestation_to_rlp(s.attestation_1), _attestation_to_rlp(s.attestation_2)]
-            for s in b.attester_slashings
-        ],
-        [_deposit_to_rlp(d) for d in b.deposits],
-        [[e.pubkey, e.source_address] for e in b.exits],
-        [_withdrawal_to_rlp(w) for w in b.withdrawals],
-    ]
-
-
-def _body_from_rlp(item: object) -> BeaconBody:
-    f = _list(item, 8, "beacon body")
-    proposer_slashings = []
-    for s in _list(f[3], None, "proposer slashings"):
-        pair = _list(s, 2, "proposer slashing")
-        proposer_slashings.append(ProposerSlashing(_header_from_rlp(pair[0]), _header_from_rlp(pair[1])))
-    attester_slashings = []
-    for s in _list(f[4], None, "attester slashings"):
-        pair = _list(s, 2, "attester slashing")
-        attester_slashings.append(
-            AttesterSlashing(_attestation_from_rlp(pair[0]), _attestation_from_rlp(pair[1]))
-        )
-    exits = []
-    for e in _list(f[6], None, "exits"):
-        pair = _list(e, 2, "exit")
-        exits.append(ExitRequest(_bytes(pair[0], "exit pubkey"), _bytes(pair[1], "exit address")))
-    return BeaconBody(
-        proposer_index=_int(f[0], "proposer index"),
-        randao_reveal=_bytes(f[1], "randao reveal"),
-        attestations=tuple(_attestation_from_rlp(a) for a in _list(f[2], None, "attestations")),
-        proposer_slashings=tuple(proposer_slashings),
-        attester_slashings=tuple(attester_slashings),
-        deposits=tuple(_deposit_from_rlp(d) for d in _list(f[5], None, "deposits")),
-        exits=tuple(exits),
-        withdrawals=tuple(_withdrawal_from_rlp(w) for w in _list(f[7], None, "withdrawals")),
-    )
+    try:
+        return codec.from_rlp_item(Checkpoint, item)
+    except MalformedEncoding as exc:
+        raise ConsensusError(f"checkpoint: {exc}") from exc
 
 
 _PRESET_INT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(PosPreset) if f.name != "name")
@@ -1439,35 +1329,11 @@ def _preset_from_rlp(item: object) -> PosPreset:
         raise ConsensusError(f"invalid preset in state: {exc}") from exc
 
 
-def _validator_to_rlp(v: Validator) -> list[object]:
-    return [
-        v.pubkey,
-        v.withdrawal_address,
-        v.effective_balance,
-        v.balance,
-        v.activation_epoch,
-        v.exit_epoch,
-        v.withdrawable_epoch,
-        int(v.slashed),
-        v.inactivity_score,
-        int(v.withdrawn),
-    ]
-
-
 def _validator_from_rlp(item: object) -> Validator:
-    f = _list(item, 10, "validator")
-    return Validator(
-        pubkey=_bytes(f[0], "validator pubkey"),
-        withdrawal_address=_bytes(f[1], "validator address"),
-        effective_balance=_int(f[2], "effective balance"),
-        balance=_int(f[3], "balance"),
-        activation_epoch=_int(f[4], "activation epoch"),
-        exit_epoch=_int(f[5], "exit epoch"),
-        withdrawable_epoch=_int(f[6], "withdrawable epoch"),
-        slashed=_bool(f[7], "slashed"),
-        inactivity_score=_int(f[8], "inactivity score"),
-        withdrawn=_bool(f[9], "withdrawn"),
-    )
+    try:
+        return codec.from_rlp_item(Validator, item)
+    except MalformedEncoding as exc:
+        raise ConsensusError(f"validator: {exc}") from exc
 
 
 def _state_to_rlp(s: BeaconState) -> list[object]:
@@ -1477,7 +1343,7 @@ def _state_to_rlp(s: BeaconState) -> list[object]:
         s.slot,
         s.genesis_slot,
         s.genesis_root,
-        [_validator_to_rlp(v) for v in s.validators],
+        [codec.to_rlp_item(v) for v in s.validators],
         s.randao_mix,
         s.previous_epoch_mix,
         s.current_epoch_mix,
@@ -1486,9 +1352,9 @@ def _state_to_rlp(s: BeaconState) -> list[object]:
         list(s.previous_epoch_participation),
         list(s.current_epoch_participation),
         [int(b) for b in s.justification_bits],
-        _checkpoint_to_rlp(s.previous_justified),
-        _checkpoint_to_rlp(s.current_justified),
-        _checkpoint_to_rlp(s.finalized),
+        codec.to_rlp_item(s.previous_justified),
+        codec.to_rlp_item(s.current_justified),
+        codec.to_rlp_item(s.finalized),
         s.next_withdrawal_index,
         s.deposit_count,
     ]
