@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, NewType
 
 import pytest
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from layerlab.errors import ConsensusError, MalformedEncoding
 from layerlab.l1.consensus import beacon
-from layerlab.l1.consensus.pos import BeaconBody, Validator
+from layerlab.l1.consensus.pos import MINIMAL, BeaconBody, BeaconState, Validator, genesis_state
 from layerlab.l1.consensus.types import (
     Attestation,
     AttestationData,
@@ -233,3 +233,44 @@ def test_wire_integers_follow_the_same_rule() -> None:
         as_int([b"\x01"], "port")
     with pytest.raises(PeerError, match="exceeds 32"):
         as_int(b"\x01" * 33, "port")
+
+
+def _state() -> BeaconState:
+    s = genesis_state(MINIMAL, [(b"\x01" * 48, b"\x02" * 20, 32 * 10**9)], b"\x03" * 32, 5)
+    v = replace(s.validators[0], slashed=True, inactivity_score=7)
+    return replace(
+        s, validators=(v, s.validators[0]), block_roots=((5, b"\x03" * 32), (6, b"\x04" * 32)),
+        previous_epoch_participation=(0, 7), current_epoch_participation=(3, 0),
+        justification_bits=(True, False, True, False), finalized=Checkpoint(1, b"\x04" * 32),
+        next_withdrawal_index=9, deposit_count=2,
+    )
+
+
+def test_state_encoding_byte_identical_to_version_1_on_disk() -> None:
+    data = _state().encode()
+    want = "30d11ff79dbf5638a59b07b6d36034e6dee413d032208a5ccb7b0f21e5f09838"
+    assert hashlib.sha256(data).hexdigest() == want
+    assert rlp.decode(data)[1][0] == b"minimal"  # preset name first, as version 1 stored it
+    assert BeaconState.decode(data) == _state()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda f: f.__setitem__(0, 2), "beacon state encoding version 2, expected 1"),
+        (lambda f: f.pop(), "BeaconState: expected 18 fields, got 17"),
+        (lambda f: f.__setitem__(4, b"\x03" * 31), "BeaconState.genesis_root: expected 32 bytes, got 31"),
+        (lambda f: f.__setitem__(13, [1, 0, 1]), "BeaconState.justification_bits: expected 4 items, got 3"),
+        (
+            lambda f: f.__setitem__(9, [[5, b"\x03" * 32, b""]]),
+            "BeaconState.block_roots[0]: expected 2 items, got 3",
+        ),
+        (lambda f: f[1].__setitem__(0, b"\xff"), "PosPreset.name: not UTF-8"),
+        (lambda f: f[1].__setitem__(2, 0), "invalid preset in state"),
+    ],
+)
+def test_state_malformed_cases_raise_consensus_error(mutate: object, needle: str) -> None:
+    fields = rlp.decode(_state().encode())
+    mutate(fields)  # type: ignore[operator]
+    with pytest.raises(ConsensusError, match=re.escape(needle)):
+        BeaconState.decode(rlp.encode(fields))

@@ -5,11 +5,12 @@ dataclass encodes as the RLP list of its fields in declaration order, and decodi
 the class's resolved type hints, so a type's encoding is its field list and nothing else.
 
 Supported field types: ``int`` (and ``NewType`` over it), ``bool``, ``bytes`` (optionally
-of fixed length: ``Annotated[bytes, FixedLength(32)]``), nested dataclasses, and
-``tuple[X, ...]``. One strict integer rule everywhere: big-endian, minimal, no leading
-zero byte, zero is the empty string (the Yellow Paper's RLP scalar rule); a bool is the
-integer 0 or 1. Anything else raises :class:`~layerlab.errors.MalformedEncoding` naming the
-class, the field and the problem. Type hints are resolved once per class and cached.
+of fixed length: ``Annotated[bytes, FixedLength(32)]``), ``str`` (UTF-8), nested
+dataclasses, ``tuple[X, ...]`` and fixed-arity ``tuple[A, B]``. One strict integer rule
+everywhere: big-endian, minimal, no leading zero byte, zero is the empty string (the Yellow
+Paper's RLP scalar rule); a bool is the integer 0 or 1. Anything else raises
+:class:`~layerlab.errors.MalformedEncoding` naming the class, the field and the problem.
+Type hints are resolved once per class and cached.
 """
 
 from __future__ import annotations
@@ -79,6 +80,32 @@ def _fixed_bytes(size: int) -> _Decoder:
     return decode
 
 
+def _decode_str(item: object, where: str) -> str:
+    raw = _decode_bytes(item, where)
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise MalformedEncoding(f"{where}: not UTF-8 ({exc})") from exc
+
+
+def _compile_fixed_tuple(args: tuple[Any, ...], where: str) -> tuple[_Encoder, _Decoder]:
+    """``tuple[A, B, C]``: a list of exactly that many items, each of its own type."""
+    parts = [_compile(arg, f"{where}[{i}]") for i, arg in enumerate(args)]
+    count = len(parts)
+
+    def enc(value: Any) -> object:
+        return [e(v) for (e, _), v in zip(parts, value, strict=True)]
+
+    def dec(item: object, at: str) -> tuple[Any, ...]:
+        if not isinstance(item, list):
+            raise MalformedEncoding(f"{at}: expected a list of {count} items, got a byte string")
+        if len(item) != count:
+            raise MalformedEncoding(f"{at}: expected {count} items, got {len(item)}")
+        return tuple([d(v, f"{at}[{i}]") for i, ((_, d), v) in enumerate(zip(parts, item, strict=True))])
+
+    return enc, dec
+
+
 def _encode_int(value: int) -> object:
     if value < 0:
         raise MalformedEncoding(f"cannot encode negative integer {value}")
@@ -106,10 +133,12 @@ def _compile(tp: Any, where: str) -> tuple[_Encoder, _Decoder]:
         return _encode_int, decode_uint
     if tp is bytes:
         return _identity, _decode_bytes
+    if tp is str:
+        return (lambda v: v.encode()), _decode_str
+    if origin is tuple and not (len(typing.get_args(tp)) == 2 and typing.get_args(tp)[1] is Ellipsis):
+        return _compile_fixed_tuple(typing.get_args(tp), where)
     if origin is tuple:
         args = typing.get_args(tp)
-        if len(args) != 2 or args[1] is not Ellipsis:
-            raise TypeError(f"{where}: only tuple[X, ...] is supported, got {tp!r}")
         item_enc, item_dec = _compile(args[0], where)
 
         def enc_tuple(value: Any) -> object:
@@ -174,9 +203,9 @@ def _build(cls: type) -> tuple[_Encoder, _Decoder]:
     return encode_fields, decode_fields
 
 
-def to_rlp_item(value: Any) -> object:
+def to_rlp_item(value: Any) -> list[object]:
     """The RLP item (nested lists of bytes/ints) of a dataclass value, before serialization."""
-    return _codec(type(value))[0](value)
+    return typing.cast(list[object], _codec(type(value))[0](value))
 
 
 def from_rlp_item(cls: type[T], item: object) -> T:

@@ -290,11 +290,12 @@ class BeaconState:
 
     def encode(self) -> bytes:
         """RLP encoding for disk persistence (exact round trip through :meth:`decode`)."""
-        return bytes(rlp.encode(_state_to_rlp(self)))
+        preset, *rest = codec.to_rlp_item(self)
+        return bytes(rlp.encode([STATE_ENCODING_VERSION, _preset_name_first(preset), *rest]))
 
     @classmethod
     def decode(cls, data: bytes) -> BeaconState:
-        return _state_from_rlp(_rlp_decode(data, "beacon state"))
+        return _state_from_bytes(data)
 
     def root(self) -> Root:
         """keccak256 of :meth:`encode` (no SSZ hash tree: the state is never proven piecewise)."""
@@ -1265,137 +1266,40 @@ def make_attestation_data(state: BeaconState, slot: Slot, head_root: Root) -> At
 # -- RLP codec ------------------------------------------------------------------------------
 
 
-def _rlp_decode(data: bytes, what: str) -> object:
+def _preset_name_first(item: object) -> object:
+    """Version 1 stores the preset as ``[name, *ints]`` while ``PosPreset`` declares ``name``
+    last (it has a default): move it so stored states keep loading byte for byte."""
+    return [item[-1], *item[:-1]] if isinstance(item, list) and item else item
+
+
+def _preset_name_last(item: object) -> object:
+    return [*item[1:], item[0]] if isinstance(item, list) and item else item
+
+
+def _state_from_bytes(data: bytes) -> BeaconState:
+    """``[STATE_ENCODING_VERSION, *fields]``: the version is checked before the fields."""
     if not isinstance(data, bytes | bytearray):
-        raise ConsensusError(f"{what}: expected bytes, got {type(data).__name__}")
+        raise ConsensusError(f"beacon state: expected bytes, got {type(data).__name__}")
     try:
-        return rlp.decode(bytes(data))
+        item = rlp.decode(bytes(data))
     except Exception as exc:  # rlp raises DecodingError and assorted ValueErrors on garbage
-        raise ConsensusError(f"{what}: not valid RLP ({exc})") from exc
-
-
-def _list(item: object, length: int | None, what: str) -> list[object]:
-    if not isinstance(item, list):
-        raise ConsensusError(f"{what}: expected an RLP list, got a byte string")
-    if length is not None and len(item) != length:
-        raise ConsensusError(f"{what}: expected {length} fields, got {len(item)}")
-    return item
-
-
-def _bytes(item: object, what: str) -> bytes:
-    if not isinstance(item, bytes):
-        raise ConsensusError(f"{what}: expected a byte string, got a list")
-    return item
-
-
-def _int(item: object, what: str) -> int:
-    raw = _bytes(item, what)
-    if raw[:1] == b"\x00":
-        raise ConsensusError(f"{what}: integer with leading zero bytes")
-    return int.from_bytes(raw, "big")
-
-
-def _bool(item: object, what: str) -> bool:
-    value = _int(item, what)
-    if value > 1:
-        raise ConsensusError(f"{what}: boolean must be 0 or 1, got {value}")
-    return value == 1
-
-
-def _checkpoint_from_rlp(item: object) -> Checkpoint:
+        raise ConsensusError(f"beacon state: not valid RLP ({exc})") from exc
+    if not isinstance(item, list) or not item:
+        raise ConsensusError("beacon state: expected an RLP list [version, *fields]")
     try:
-        return codec.from_rlp_item(Checkpoint, item)
+        version = codec.decode_uint(item[0], "beacon state encoding version")
+        if version != STATE_ENCODING_VERSION:
+            raise ConsensusError(
+                f"beacon state encoding version {version}, expected {STATE_ENCODING_VERSION}"
+            )
+        fields = item[1:]
+        if fields:
+            fields[0] = _preset_name_last(fields[0])
+        return codec.from_rlp_item(BeaconState, fields)
     except MalformedEncoding as exc:
-        raise ConsensusError(f"checkpoint: {exc}") from exc
-
-
-_PRESET_INT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(PosPreset) if f.name != "name")
-
-
-def _preset_to_rlp(p: PosPreset) -> list[object]:
-    return [p.name.encode(), *(getattr(p, name) for name in _PRESET_INT_FIELDS)]
-
-
-def _preset_from_rlp(item: object) -> PosPreset:
-    f = _list(item, 1 + len(_PRESET_INT_FIELDS), "preset")
-    try:
-        name = _bytes(f[0], "preset name").decode()
-    except UnicodeDecodeError as exc:
-        raise ConsensusError(f"preset name is not UTF-8: {exc}") from exc
-    values = {n: _int(v, f"preset {n}") for n, v in zip(_PRESET_INT_FIELDS, f[1:], strict=True)}
-    try:
-        return PosPreset(name=name, **values)
+        raise ConsensusError(f"beacon state: {exc}") from exc
     except ConfigError as exc:
         raise ConsensusError(f"invalid preset in state: {exc}") from exc
-
-
-def _validator_from_rlp(item: object) -> Validator:
-    try:
-        return codec.from_rlp_item(Validator, item)
-    except MalformedEncoding as exc:
-        raise ConsensusError(f"validator: {exc}") from exc
-
-
-def _state_to_rlp(s: BeaconState) -> list[object]:
-    return [
-        STATE_ENCODING_VERSION,
-        _preset_to_rlp(s.preset),
-        s.slot,
-        s.genesis_slot,
-        s.genesis_root,
-        [codec.to_rlp_item(v) for v in s.validators],
-        s.randao_mix,
-        s.previous_epoch_mix,
-        s.current_epoch_mix,
-        [[slot, root] for slot, root in s.block_roots],
-        s.latest_block_root,
-        list(s.previous_epoch_participation),
-        list(s.current_epoch_participation),
-        [int(b) for b in s.justification_bits],
-        codec.to_rlp_item(s.previous_justified),
-        codec.to_rlp_item(s.current_justified),
-        codec.to_rlp_item(s.finalized),
-        s.next_withdrawal_index,
-        s.deposit_count,
-    ]
-
-
-def _state_from_rlp(item: object) -> BeaconState:
-    f = _list(item, 19, "beacon state")
-    version = _int(f[0], "state encoding version")
-    if version != STATE_ENCODING_VERSION:
-        raise ConsensusError(f"beacon state encoding version {version}, expected {STATE_ENCODING_VERSION}")
-    roots = []
-    for entry in _list(f[9], None, "block roots"):
-        pair = _list(entry, 2, "block root entry")
-        roots.append((_int(pair[0], "block root slot"), _bytes(pair[1], "block root")))
-    bits = [
-        _bool(b, "justification bit") for b in _list(f[13], JUSTIFICATION_BITS_LENGTH, "justification bits")
-    ]
-    return BeaconState(
-        preset=_preset_from_rlp(f[1]),
-        slot=_int(f[2], "slot"),
-        genesis_slot=_int(f[3], "genesis slot"),
-        genesis_root=_bytes(f[4], "genesis root"),
-        validators=tuple(_validator_from_rlp(v) for v in _list(f[5], None, "validators")),
-        randao_mix=_bytes(f[6], "randao mix"),
-        previous_epoch_mix=_bytes(f[7], "previous epoch mix"),
-        current_epoch_mix=_bytes(f[8], "current epoch mix"),
-        block_roots=tuple(roots),
-        latest_block_root=_bytes(f[10], "latest block root"),
-        previous_epoch_participation=tuple(
-            _int(p, "participation") for p in _list(f[11], None, "participation")
-        ),
-        current_epoch_participation=tuple(
-            _int(p, "participation") for p in _list(f[12], None, "participation")
-        ),
-        justification_bits=(bits[0], bits[1], bits[2], bits[3]),
-        previous_justified=_checkpoint_from_rlp(f[14]),
-        current_justified=_checkpoint_from_rlp(f[15]),
-        finalized=_checkpoint_from_rlp(f[16]),
-        next_withdrawal_index=_int(f[17], "next withdrawal index"),
-        deposit_count=_int(f[18], "deposit count"),
-    )
 
 
 def process_deposits_at_genesis(state: BeaconState, deposits: Sequence[Deposit]) -> BeaconState:
