@@ -67,3 +67,9 @@ class InvalidSignature(ConsensusError):
 
 class PeerError(LayerlabError):
     """A peer broke the wire protocol (bad frame, bad handshake, invalid data)."""
+
+
+class MalformedEncoding(LayerlabError):
+    """Bytes did not decode to a typed value under the one canonical codec
+    (``primitives/codec.py``): not RLP, a non-minimal integer, a wrong field count, a wrong
+    fixed length, or a list where bytes were expected (or the reverse)."""

@@ -46,7 +46,7 @@ import rlp
 from eth_hash.auto import keccak
 
 from layerlab.crypto import bls
-from layerlab.errors import ConfigError, ConsensusError, InvalidSignature
+from layerlab.errors import ConfigError, ConsensusError, InvalidSignature, MalformedEncoding
 from layerlab.l1.consensus.types import (
     Attestation,
     AttestationData,
@@ -57,11 +57,11 @@ from layerlab.l1.consensus.types import (
     ExitRequest,
     ProposerSlashing,
     Root,
-    SignedBlockHeader,
     Slot,
     ValidatorIndex,
     Withdrawal,
 )
+from layerlab.primitives import codec
 
 # -- constants (phase0 / Altair / Capella names) --------------------------------------------
 
@@ -241,12 +241,15 @@ class BeaconBody:
 
     def encode(self) -> bytes:
         """RLP of the nested field lists (ints as big-endian scalars, bools as 0/1)."""
-        return bytes(rlp.encode(_body_to_rlp(self)))
+        return codec.encode(self)
 
     @classmethod
     def decode(cls, data: bytes) -> BeaconBody:
         """Inverse of :meth:`encode`; anything else raises :class:`ConsensusError`."""
-        return _body_from_rlp(_rlp_decode(data, "beacon body"))
+        try:
+            return codec.decode_to(cls, data)
+        except MalformedEncoding as exc:
+            raise ConsensusError(f"beacon body: {exc}") from exc
 
     def root(self) -> Root:
         """keccak256 of :meth:`encode`: the value an execution header commits to."""
@@ -287,11 +290,12 @@ class BeaconState:
 
     def encode(self) -> bytes:
         """RLP encoding for disk persistence (exact round trip through :meth:`decode`)."""
-        return bytes(rlp.encode(_state_to_rlp(self)))
+        preset, *rest = codec.to_rlp_item(self)
+        return bytes(rlp.encode([STATE_ENCODING_VERSION, _preset_name_first(preset), *rest]))
 
     @classmethod
     def decode(cls, data: bytes) -> BeaconState:
-        return _state_from_rlp(_rlp_decode(data, "beacon state"))
+        return _state_from_bytes(data)
 
     def root(self) -> Root:
         """keccak256 of :meth:`encode` (no SSZ hash tree: the state is never proven piecewise)."""
@@ -543,7 +547,7 @@ def expected_withdrawals(state: BeaconState) -> tuple[Withdrawal, ...]:
 # -- signing roots --------------------------------------------------------------------------
 
 
-def _signing_root(domain: bytes, payload: list[object]) -> bytes:
+def _signing_root(domain: bytes, payload: object) -> bytes:
     return _sha256(domain + bytes(rlp.encode(payload)))
 
 
@@ -554,7 +558,7 @@ def proposal_signing_root(slot: Slot, proposer_index: ValidatorIndex, block_root
 
 def attestation_signing_root(data: AttestationData) -> bytes:
     """What every attester of ``data`` signs; equal data aggregate into one signature."""
-    return _signing_root(DOMAIN_BEACON_ATTESTER, _attestation_data_to_rlp(data))
+    return _signing_root(DOMAIN_BEACON_ATTESTER, codec.to_rlp_item(data))
 
 
 def randao_signing_root(epoch: Epoch) -> bytes:
@@ -1262,274 +1266,40 @@ def make_attestation_data(state: BeaconState, slot: Slot, head_root: Root) -> At
 # -- RLP codec ------------------------------------------------------------------------------
 
 
-def _rlp_decode(data: bytes, what: str) -> object:
+def _preset_name_first(item: object) -> object:
+    """Version 1 stores the preset as ``[name, *ints]`` while ``PosPreset`` declares ``name``
+    last (it has a default): move it so stored states keep loading byte for byte."""
+    return [item[-1], *item[:-1]] if isinstance(item, list) and item else item
+
+
+def _preset_name_last(item: object) -> object:
+    return [*item[1:], item[0]] if isinstance(item, list) and item else item
+
+
+def _state_from_bytes(data: bytes) -> BeaconState:
+    """``[STATE_ENCODING_VERSION, *fields]``: the version is checked before the fields."""
     if not isinstance(data, bytes | bytearray):
-        raise ConsensusError(f"{what}: expected bytes, got {type(data).__name__}")
+        raise ConsensusError(f"beacon state: expected bytes, got {type(data).__name__}")
     try:
-        return rlp.decode(bytes(data))
+        item = rlp.decode(bytes(data))
     except Exception as exc:  # rlp raises DecodingError and assorted ValueErrors on garbage
-        raise ConsensusError(f"{what}: not valid RLP ({exc})") from exc
-
-
-def _list(item: object, length: int | None, what: str) -> list[object]:
-    if not isinstance(item, list):
-        raise ConsensusError(f"{what}: expected an RLP list, got a byte string")
-    if length is not None and len(item) != length:
-        raise ConsensusError(f"{what}: expected {length} fields, got {len(item)}")
-    return item
-
-
-def _bytes(item: object, what: str) -> bytes:
-    if not isinstance(item, bytes):
-        raise ConsensusError(f"{what}: expected a byte string, got a list")
-    return item
-
-
-def _int(item: object, what: str) -> int:
-    raw = _bytes(item, what)
-    if raw[:1] == b"\x00":
-        raise ConsensusError(f"{what}: integer with leading zero bytes")
-    return int.from_bytes(raw, "big")
-
-
-def _bool(item: object, what: str) -> bool:
-    value = _int(item, what)
-    if value > 1:
-        raise ConsensusError(f"{what}: boolean must be 0 or 1, got {value}")
-    return value == 1
-
-
-def _checkpoint_to_rlp(c: Checkpoint) -> list[object]:
-    return [c.epoch, c.root]
-
-
-def _checkpoint_from_rlp(item: object) -> Checkpoint:
-    f = _list(item, 2, "checkpoint")
-    return Checkpoint(_int(f[0], "checkpoint epoch"), _bytes(f[1], "checkpoint root"))
-
-
-def _attestation_data_to_rlp(d: AttestationData) -> list[object]:
-    return [d.slot, d.beacon_block_root, _checkpoint_to_rlp(d.source), _checkpoint_to_rlp(d.target)]
-
-
-def _attestation_data_from_rlp(item: object) -> AttestationData:
-    f = _list(item, 4, "attestation data")
-    return AttestationData(
-        _int(f[0], "attestation slot"),
-        _bytes(f[1], "attestation head"),
-        _checkpoint_from_rlp(f[2]),
-        _checkpoint_from_rlp(f[3]),
-    )
-
-
-def _attestation_to_rlp(a: Attestation) -> list[object]:
-    return [_attestation_data_to_rlp(a.data), list(a.validator_indices), a.signature]
-
-
-def _attestation_from_rlp(item: object) -> Attestation:
-    f = _list(item, 3, "attestation")
-    indices = tuple(_int(i, "attestation index") for i in _list(f[1], None, "attestation indices"))
-    return Attestation(_attestation_data_from_rlp(f[0]), indices, _bytes(f[2], "attestation signature"))
-
-
-def _header_to_rlp(h: SignedBlockHeader) -> list[object]:
-    return [h.slot, h.proposer_index, h.block_root, h.signature]
-
-
-def _header_from_rlp(item: object) -> SignedBlockHeader:
-    f = _list(item, 4, "signed header")
-    return SignedBlockHeader(
-        _int(f[0], "header slot"),
-        _int(f[1], "header proposer"),
-        _bytes(f[2], "header root"),
-        _bytes(f[3], "header sig"),
-    )
-
-
-def _deposit_to_rlp(d: Deposit) -> list[object]:
-    return [d.pubkey, d.withdrawal_address, d.amount_gwei, d.signature, d.index]
-
-
-def _deposit_from_rlp(item: object) -> Deposit:
-    f = _list(item, 5, "deposit")
-    return Deposit(
-        _bytes(f[0], "deposit pubkey"),
-        _bytes(f[1], "deposit address"),
-        _int(f[2], "deposit amount"),
-        _bytes(f[3], "deposit signature"),
-        _int(f[4], "deposit index"),
-    )
-
-
-def _withdrawal_to_rlp(w: Withdrawal) -> list[object]:
-    return [w.index, w.validator_index, w.address, w.amount_gwei]
-
-
-def _withdrawal_from_rlp(item: object) -> Withdrawal:
-    f = _list(item, 4, "withdrawal")
-    return Withdrawal(
-        _int(f[0], "withdrawal index"),
-        _int(f[1], "withdrawal validator"),
-        _bytes(f[2], "withdrawal address"),
-        _int(f[3], "withdrawal amount"),
-    )
-
-
-def _body_to_rlp(b: BeaconBody) -> list[object]:
-    return [
-        b.proposer_index,
-        b.randao_reveal,
-        [_attestation_to_rlp(a) for a in b.attestations],
-        [[_header_to_rlp(s.header_1), _header_to_rlp(s.header_2)] for s in b.proposer_slashings],
-        [
-            [_attestation_to_rlp(s.attestation_1), _attestation_to_rlp(s.attestation_2)]
-            for s in b.attester_slashings
-        ],
-        [_deposit_to_rlp(d) for d in b.deposits],
-        [[e.pubkey, e.source_address] for e in b.exits],
-        [_withdrawal_to_rlp(w) for w in b.withdrawals],
-    ]
-
-
-def _body_from_rlp(item: object) -> BeaconBody:
-    f = _list(item, 8, "beacon body")
-    proposer_slashings = []
-    for s in _list(f[3], None, "proposer slashings"):
-        pair = _list(s, 2, "proposer slashing")
-        proposer_slashings.append(ProposerSlashing(_header_from_rlp(pair[0]), _header_from_rlp(pair[1])))
-    attester_slashings = []
-    for s in _list(f[4], None, "attester slashings"):
-        pair = _list(s, 2, "attester slashing")
-        attester_slashings.append(
-            AttesterSlashing(_attestation_from_rlp(pair[0]), _attestation_from_rlp(pair[1]))
-        )
-    exits = []
-    for e in _list(f[6], None, "exits"):
-        pair = _list(e, 2, "exit")
-        exits.append(ExitRequest(_bytes(pair[0], "exit pubkey"), _bytes(pair[1], "exit address")))
-    return BeaconBody(
-        proposer_index=_int(f[0], "proposer index"),
-        randao_reveal=_bytes(f[1], "randao reveal"),
-        attestations=tuple(_attestation_from_rlp(a) for a in _list(f[2], None, "attestations")),
-        proposer_slashings=tuple(proposer_slashings),
-        attester_slashings=tuple(attester_slashings),
-        deposits=tuple(_deposit_from_rlp(d) for d in _list(f[5], None, "deposits")),
-        exits=tuple(exits),
-        withdrawals=tuple(_withdrawal_from_rlp(w) for w in _list(f[7], None, "withdrawals")),
-    )
-
-
-_PRESET_INT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(PosPreset) if f.name != "name")
-
-
-def _preset_to_rlp(p: PosPreset) -> list[object]:
-    return [p.name.encode(), *(getattr(p, name) for name in _PRESET_INT_FIELDS)]
-
-
-def _preset_from_rlp(item: object) -> PosPreset:
-    f = _list(item, 1 + len(_PRESET_INT_FIELDS), "preset")
+        raise ConsensusError(f"beacon state: not valid RLP ({exc})") from exc
+    if not isinstance(item, list) or not item:
+        raise ConsensusError("beacon state: expected an RLP list [version, *fields]")
     try:
-        name = _bytes(f[0], "preset name").decode()
-    except UnicodeDecodeError as exc:
-        raise ConsensusError(f"preset name is not UTF-8: {exc}") from exc
-    values = {n: _int(v, f"preset {n}") for n, v in zip(_PRESET_INT_FIELDS, f[1:], strict=True)}
-    try:
-        return PosPreset(name=name, **values)
+        version = codec.decode_uint(item[0], "beacon state encoding version")
+        if version != STATE_ENCODING_VERSION:
+            raise ConsensusError(
+                f"beacon state encoding version {version}, expected {STATE_ENCODING_VERSION}"
+            )
+        fields = item[1:]
+        if fields:
+            fields[0] = _preset_name_last(fields[0])
+        return codec.from_rlp_item(BeaconState, fields)
+    except MalformedEncoding as exc:
+        raise ConsensusError(f"beacon state: {exc}") from exc
     except ConfigError as exc:
         raise ConsensusError(f"invalid preset in state: {exc}") from exc
-
-
-def _validator_to_rlp(v: Validator) -> list[object]:
-    return [
-        v.pubkey,
-        v.withdrawal_address,
-        v.effective_balance,
-        v.balance,
-        v.activation_epoch,
-        v.exit_epoch,
-        v.withdrawable_epoch,
-        int(v.slashed),
-        v.inactivity_score,
-        int(v.withdrawn),
-    ]
-
-
-def _validator_from_rlp(item: object) -> Validator:
-    f = _list(item, 10, "validator")
-    return Validator(
-        pubkey=_bytes(f[0], "validator pubkey"),
-        withdrawal_address=_bytes(f[1], "validator address"),
-        effective_balance=_int(f[2], "effective balance"),
-        balance=_int(f[3], "balance"),
-        activation_epoch=_int(f[4], "activation epoch"),
-        exit_epoch=_int(f[5], "exit epoch"),
-        withdrawable_epoch=_int(f[6], "withdrawable epoch"),
-        slashed=_bool(f[7], "slashed"),
-        inactivity_score=_int(f[8], "inactivity score"),
-        withdrawn=_bool(f[9], "withdrawn"),
-    )
-
-
-def _state_to_rlp(s: BeaconState) -> list[object]:
-    return [
-        STATE_ENCODING_VERSION,
-        _preset_to_rlp(s.preset),
-        s.slot,
-        s.genesis_slot,
-        s.genesis_root,
-        [_validator_to_rlp(v) for v in s.validators],
-        s.randao_mix,
-        s.previous_epoch_mix,
-        s.current_epoch_mix,
-        [[slot, root] for slot, root in s.block_roots],
-        s.latest_block_root,
-        list(s.previous_epoch_participation),
-        list(s.current_epoch_participation),
-        [int(b) for b in s.justification_bits],
-        _checkpoint_to_rlp(s.previous_justified),
-        _checkpoint_to_rlp(s.current_justified),
-        _checkpoint_to_rlp(s.finalized),
-        s.next_withdrawal_index,
-        s.deposit_count,
-    ]
-
-
-def _state_from_rlp(item: object) -> BeaconState:
-    f = _list(item, 19, "beacon state")
-    version = _int(f[0], "state encoding version")
-    if version != STATE_ENCODING_VERSION:
-        raise ConsensusError(f"beacon state encoding version {version}, expected {STATE_ENCODING_VERSION}")
-    roots = []
-    for entry in _list(f[9], None, "block roots"):
-        pair = _list(entry, 2, "block root entry")
-        roots.append((_int(pair[0], "block root slot"), _bytes(pair[1], "block root")))
-    bits = [
-        _bool(b, "justification bit") for b in _list(f[13], JUSTIFICATION_BITS_LENGTH, "justification bits")
-    ]
-    return BeaconState(
-        preset=_preset_from_rlp(f[1]),
-        slot=_int(f[2], "slot"),
-        genesis_slot=_int(f[3], "genesis slot"),
-        genesis_root=_bytes(f[4], "genesis root"),
-        validators=tuple(_validator_from_rlp(v) for v in _list(f[5], None, "validators")),
-        randao_mix=_bytes(f[6], "randao mix"),
-        previous_epoch_mix=_bytes(f[7], "previous epoch mix"),
-        current_epoch_mix=_bytes(f[8], "current epoch mix"),
-        block_roots=tuple(roots),
-        latest_block_root=_bytes(f[10], "latest block root"),
-        previous_epoch_participation=tuple(
-            _int(p, "participation") for p in _list(f[11], None, "participation")
-        ),
-        current_epoch_participation=tuple(
-            _int(p, "participation") for p in _list(f[12], None, "participation")
-        ),
-        justification_bits=(bits[0], bits[1], bits[2], bits[3]),
-        previous_justified=_checkpoint_from_rlp(f[14]),
-        current_justified=_checkpoint_from_rlp(f[15]),
-        finalized=_checkpoint_from_rlp(f[16]),
-        next_withdrawal_index=_int(f[17], "next withdrawal index"),
-        deposit_count=_int(f[18], "deposit count"),
-    )
 
 
 def process_deposits_at_genesis(state: BeaconState, deposits: Sequence[Deposit]) -> BeaconState:

@@ -4,14 +4,20 @@ Names follow Ethereum's consensus-specs phase0 (``Checkpoint``, ``AttestationDat
 ``IndexedAttestation``...). Block roots are execution block hashes: a layerlab block is one
 execution block whose header commits to its consensus body (see ``l1/consensus/pos.py``).
 All types are frozen and hashable; amounts are in gwei, as in the consensus specs.
+
+Every type here encodes through :mod:`layerlab.primitives.codec` (RLP of its fields in
+declaration order); the field types below are the encoding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-Root = bytes
-"""A 32-byte block root (the execution block hash)."""
+from layerlab.primitives.codec import FixedLength
+
+Root = Annotated[bytes, FixedLength(32)]
+"""A 32-byte block root (the execution block hash); the codec refuses any other length."""
 Slot = int
 """A slot number (``slot_seconds`` long); PoS may start mid-chain, so any non-negative int."""
 Epoch = int

@@ -18,7 +18,8 @@ from typing import Any
 
 import rlp
 
-from layerlab.errors import PeerError
+from layerlab.errors import MalformedEncoding, PeerError
+from layerlab.primitives.codec import decode_uint
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 16 << 20
@@ -30,7 +31,9 @@ BLOCK = 2
 GET_BLOCKS = 3
 BLOCKS = 4
 ATTESTATION = 5
+"""Gossip id of an attestation vote (payload: ``beacon.encode_attestation``)."""
 SLASHING = 6
+"""Gossip id of slashing evidence (payload: ``beacon.encode_slashing``)."""
 NAMES = {HELLO: "hello", TXS: "txs", BLOCK: "block", GET_BLOCKS: "get-blocks", BLOCKS: "blocks",
          ATTESTATION: "attestation", SLASHING: "slashing"}
 
@@ -59,9 +62,13 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, Any]:
 
 
 def as_int(value: Any, what: str) -> int:
-    if not isinstance(value, bytes) or len(value) > 32:
-        raise PeerError(f"{what}: expected an RLP integer")
-    return int.from_bytes(value, "big")
+    """A wire integer under the codec's one rule (minimal big-endian, at most 256 bits)."""
+    if isinstance(value, bytes) and len(value) > 32:
+        raise PeerError(f"{what}: integer of {len(value)} bytes exceeds 32")
+    try:
+        return decode_uint(value, what)
+    except MalformedEncoding as exc:
+        raise PeerError(str(exc)) from exc
 
 
 def as_bytes(value: Any, what: str, size: int | None = None) -> bytes:
