@@ -266,8 +266,10 @@ def test_body_just_under_the_limit_is_served(node: NodeProcess) -> None:
     body = request("eth_getBalance", [ADDRESS, "0x" + "0" * (MAX_BODY - overhead - 64)])
     assert len(body) < MAX_BODY
     status, reply = post(node.url, body)
+    # read whole and answered: the block parameter is block 0 written with leading zeros
+    # (tolerated, see tests/unit/test_rpc_codec.py)
     assert status == 200
-    assert "result" in reply or error_of(reply)["code"] == -32602
+    assert reply.get("result") == "0x0", reply
 
 
 def test_oversized_batch_is_refused_whole(node: NodeProcess) -> None:
