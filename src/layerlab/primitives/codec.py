@@ -222,10 +222,15 @@ def encode(value: Any) -> bytes:
 def decode_to(cls: type[T], data: bytes) -> T:
     """Decode ``data`` into ``cls``; anything not :func:`encode`'s exact output for some
     value raises :class:`~layerlab.errors.MalformedEncoding`."""
+    return from_rlp_item(cls, decode_rlp_item(data, cls.__name__))
+
+
+def decode_rlp_item(data: bytes, what: str) -> object:
+    """The RLP item of ``data`` (bytes or nested lists); garbage or non-canonical RLP raises
+    :class:`~layerlab.errors.MalformedEncoding` naming ``what``."""
     if not isinstance(data, bytes | bytearray):
-        raise MalformedEncoding(f"{cls.__name__}: expected bytes, got {type(data).__name__}")
+        raise MalformedEncoding(f"{what}: expected bytes, got {type(data).__name__}")
     try:
-        item = rlp.decode(bytes(data))
+        return rlp.decode(bytes(data))
     except Exception as exc:  # rlp raises DecodingError and assorted ValueErrors on garbage
-        raise MalformedEncoding(f"{cls.__name__}: not canonical RLP ({exc})") from exc
-    return from_rlp_item(cls, item)
+        raise MalformedEncoding(f"{what}: not canonical RLP ({exc})") from exc

@@ -1278,12 +1278,10 @@ def _preset_name_last(item: object) -> object:
 
 def _state_from_bytes(data: bytes) -> BeaconState:
     """``[STATE_ENCODING_VERSION, *fields]``: the version is checked before the fields."""
-    if not isinstance(data, bytes | bytearray):
-        raise ConsensusError(f"beacon state: expected bytes, got {type(data).__name__}")
     try:
-        item = rlp.decode(bytes(data))
-    except Exception as exc:  # rlp raises DecodingError and assorted ValueErrors on garbage
-        raise ConsensusError(f"beacon state: not valid RLP ({exc})") from exc
+        item = codec.decode_rlp_item(data, "beacon state")
+    except MalformedEncoding as exc:
+        raise ConsensusError(str(exc)) from exc
     if not isinstance(item, list) or not item:
         raise ConsensusError("beacon state: expected an RLP list [version, *fields]")
     try:
