@@ -1,4 +1,5 @@
-"""The ``layerlab`` command line: ``node``, ``chain export|import``, ``contracts``, ``demo``."""
+"""The ``layerlab`` command line: ``node``, ``chain export|import``, ``contracts``, ``net``,
+``channels``, ``compare`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -413,14 +414,35 @@ def channels_tower(
 
 
 @app.command()
-def demo(
-    transfers: Annotated[int, typer.Option(help="Transfers in the burst.")] = 1000,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON.")] = None,
+def compare(
+    tx: Annotated[int, typer.Option(help="Transactions per workload burst.")] = 1000,
+    nodes: Annotated[int, typer.Option(help="Nodes of each L1 network.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Rollup batch size (when rollups exist).")] = 200,
+    preset: Annotated[str, typer.Option(help="Consensus preset of the networks.")] = "minimal",
+    systems: Annotated[str | None, typer.Option(help="Comma-separated subset of systems.")] = None,
+    workloads: Annotated[str | None, typer.Option(help="Comma-separated subset of workloads.")] = None,
+    quick: Annotated[bool, typer.Option(help="Networks run transfers only; fewer scaling sizes.")] = False,
+    eth_price: Annotated[float, typer.Option(help="Fiat price of one ETH for the fee column.")] = 3000.0,
+    currency: Annotated[str, typer.Option(help="Name of that fiat currency.")] = "USD",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Where the JSON goes.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Where the HTML report goes.")] = None,
 ) -> None:
-    """Start an embedded devnet, deploy a token, run a burst of transfers, print the table."""
-    from layerlab.demo import run_demo
+    """Run the same workloads on every system and report throughput, latency, cost, trust."""
+    from layerlab.demo import run_comparison
 
-    run_demo(transfers=transfers, json_out=json_out, console=console)
+    run_comparison(tx=tx, nodes=nodes, batch_size=batch_size, preset=preset,
+                   systems=systems, workloads=workloads, quick=quick, eth_price=eth_price,
+                   currency=currency, json_out=json_out, html_out=html_out, console=console)
+
+
+@app.command()
+def demo(
+    tx: Annotated[int, typer.Option(help="Transactions per workload burst.")] = 300,
+) -> None:
+    """``layerlab compare --quick`` on embedded defaults: what ``make demo`` runs."""
+    from layerlab.demo import run_comparison
+
+    run_comparison(tx=tx, quick=True, console=console)
 
 
 def main() -> None:

@@ -1,178 +1,68 @@
-"""``make demo``: an embedded devnet, a token, a burst of transfers, and the comparison table.
+"""``make demo`` and ``layerlab compare``: every system, the same workloads, one report.
 
-Everything runs in this process on embedded defaults: a py-evm node (in memory, 1 s
-interval blocks, the standard dev accounts) serves JSON-RPC on a free 127.0.0.1 port, and
-the demo drives it through that RPC like any client would:
-
-1. deploy an OpenZeppelin ERC20 (``contracts/test/LabToken.sol``);
-2. a burst of pre-signed ETH transfers in JSON-RPC batches (throughput);
-3. a burst of pre-signed ERC20 transfers (throughput, gas);
-4. a few transfers one at a time, each waited for (confirmation latency).
-
-Later capabilities (L2s) add their rows to the same table.
+Everything runs on this machine on embedded defaults (no server to install): an in-process
+py-evm devnet, networks of node processes for PoW, PoS and the Merge, and the payment
+channel nodes, all on 127.0.0.1 and torn down at the end (see :mod:`layerlab.bench.compare`).
+The outputs are a table in the terminal, a JSON file and one self-contained HTML report
+(:mod:`layerlab.bench.report`); the command prints where it wrote them.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from eth_account import Account
 from rich.console import Console
-from web3 import Web3
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from layerlab.bench.metrics import ETH_USD, SystemResult, percentile, render_table, write_json
-from layerlab.bench.rpc_load import run_rpc_load
-from layerlab.contracts import deploy, load_artifact
-from layerlab.l1.chain.config import ChainConfig
-from layerlab.l1.node import MiningMode, Node
-from layerlab.l1.runner import BackgroundNode
+from layerlab.bench.compare import SYSTEMS, CompareOptions, CompareResult, run_compare
+from layerlab.bench.compare_model import WORKLOADS
+from layerlab.bench.report import render_terminal, write_html, write_json
 
-BLOCK_TIME = 1.0
-LATENCY_SAMPLES = 10
+REPORT_DIR = Path("build/reports")
 
 
-def _presign(w3: Web3, keys: list[bytes], count: int,
-             build: Callable[[int], dict[str, Any]]) -> list[bytes]:
-    """Sign ``count`` EIP-1559 transactions round-robin over ``keys`` with local nonces."""
-    nonces = {k: int(w3.eth.get_transaction_count(Account.from_key(k).address, "pending"))
-              for k in keys}
-    fee = w3.eth.gas_price * 3
-    raws = []
-    for i in range(count):
-        key = keys[i % len(keys)]
-        tx = build(i) | {"nonce": nonces[key], "chainId": w3.eth.chain_id,
-                         "maxFeePerGas": fee, "maxPriorityFeePerGas": 10**9}
-        nonces[key] += 1
-        raws.append(bytes(Account.sign_transaction(tx, key).raw_transaction))
-    return raws
+def _subset(value: str | None, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if value is None:
+        return known
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [v for v in chosen if v not in known]
+    if unknown or not chosen:
+        raise ValueError(f"unknown {what} {', '.join(unknown) or '(none given)'}; "
+                         f"known: {', '.join(known)}")
+    return chosen
 
 
-def _cost(w3: Web3, raws: list[bytes]) -> tuple[float, float]:
-    """Mean gas used and mean fee (wei) over the receipts of ``raws``."""
-    gas = fee = 0
-    for raw in raws:
-        receipt = w3.eth.get_transaction_receipt(Web3.keccak(raw))
-        gas += receipt["gasUsed"]
-        fee += receipt["gasUsed"] * receipt["effectiveGasPrice"]
-    return gas / len(raws), fee / len(raws)
-
-
-def _latencies(w3: Web3, key: bytes, to: str) -> list[float]:
-    """Send transfers one at a time; milliseconds from send until the receipt exists."""
-    acct = Account.from_key(key)
-    rng = random.Random(7)
-    out = []
-    for _ in range(LATENCY_SAMPLES):
-        time.sleep(rng.uniform(0, BLOCK_TIME))  # arrive at a random point of the slot
-        tx = {"to": to, "value": 1, "gas": 21000, "chainId": w3.eth.chain_id,
-              "nonce": w3.eth.get_transaction_count(acct.address, "pending"),
-              "maxFeePerGas": w3.eth.gas_price * 3, "maxPriorityFeePerGas": 10**9}
-        raw = acct.sign_transaction(tx).raw_transaction
-        start = time.perf_counter()
-        tx_hash = w3.eth.send_raw_transaction(raw)
-        w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.01)
-        out.append((time.perf_counter() - start) * 1000)
-    return out
-
-
-def _channel_rows(l1_url: str, payments: int) -> list[SystemResult]:
-    """Rows for the payment-channel network (see :mod:`layerlab.bench.channels`)."""
-    from layerlab.bench.channels import measure_channels
-
-    report = measure_channels(payments=payments, hop_payments=30, l1_url=l1_url)
-    pair, hops, gas = report["pair"], report["three_hop"], report["l1_gas"]
-    fee = gas["fee_per_payment_wei"]
-    common = {"finality": "both signatures (instant)", "gas_per_tx": gas["per_payment_amortized"],
-              "fee_per_tx_gwei": fee / 1e9, "fee_per_tx_usd": fee / 1e18 * ETH_USD,
-              "l1_bytes_per_tx": gas["calldata_bytes_per_payment"]}
-    per_payment_ms = 1000 / pair["payments_per_second"]
-    return [
-        SystemResult(system="payment channel (2 nodes)", workload="micropayment",
-                     transactions=pair["payments"], tps=pair["payments_per_second"],
-                     soft_confirmation_ms_p50=per_payment_ms,
-                     soft_confirmation_ms_p99=per_payment_ms, **common),
-        SystemResult(system="payment channels (3 hops)", workload="micropayment (HTLC)",
-                     transactions=hops["payments"] - hops["failed"],
-                     tps=1000 / hops["mean_ms"] if hops["mean_ms"] else 0.0,
-                     soft_confirmation_ms_p50=hops["p50_ms"],
-                     soft_confirmation_ms_p99=hops["p99_ms"], **common),
-    ]
-
-
-def run_demo(transfers: int = 1000, json_out: Path | None = None,
-             console: Console | None = None, network_transfers: int = 1000) -> list[SystemResult]:
+def run_comparison(*, tx: int = 1000, nodes: int = 4, batch_size: int = 200,
+                   preset: str = "minimal", systems: str | None = None,
+                   workloads: str | None = None, quick: bool = False,
+                   eth_price: float = 3000.0, currency: str = "USD",
+                   json_out: Path | None = None, html_out: Path | None = None,
+                   console: Console | None = None) -> CompareResult:
     console = console or Console()
-    config = ChainConfig(gas_limit=100_000_000)
-    node = Node(config, mining=MiningMode.INTERVAL, block_time=BLOCK_TIME)
-    keys = [a.private_key for a in config.dev_accounts]
-    rows: list[SystemResult] = []
-    with BackgroundNode(node) as url:
-        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
-        console.print(f"[bold]layerlab devnet[/bold] at {url}: chain {w3.eth.chain_id}, "
-                      f"py-evm Cancun, {BLOCK_TIME:.0f} s blocks, in memory")
+    opts = CompareOptions(
+        tx=tx, nodes=nodes, batch_size=batch_size, preset=preset, quick=quick,
+        systems=_subset(systems, tuple(SYSTEMS), "system"),
+        workloads=_subset(workloads, tuple(WORKLOADS), "workload"),
+        eth_price=eth_price, currency=currency)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    json_out = json_out or REPORT_DIR / f"compare-{stamp}.json"
+    html_out = html_out or REPORT_DIR / f"compare-{stamp}.html"
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("starting", total=None)
+        last: list[str] = []
 
-        token = deploy(w3, load_artifact("LabToken"), "Lab Token", "LAB", 10**27,
-                       sender=config.dev_accounts[0].address,
-                       private_key="0x" + keys[0].hex())
-        console.print(f"deployed LabToken (OpenZeppelin ERC20) at {token.address}")
-        # fund the other senders with tokens for the ERC20 burst
-        for acct in config.dev_accounts[1:]:
-            token.functions.transfer(acct.address, 10**24).transact(
-                {"from": config.dev_accounts[0].address})
-        w3.eth.wait_for_transaction_receipt(
-            token.functions.transfer(config.dev_accounts[0].address, 0).transact(
-                {"from": config.dev_accounts[0].address}), timeout=30)
+        def say(text: str) -> None:
+            if last:
+                progress.console.print(f"[dim]done:[/dim] {last[-1]}")
+            last.append(text)
+            progress.update(task, description=text)
 
-        recipients = [Web3.to_checksum_address(bytes([0xAB, i % 256]) + b"\x00" * 18)
-                      for i in range(100)]
-        eth_raws = _presign(w3, keys, transfers, lambda i: {
-            "to": recipients[i % 100], "value": 10**12, "gas": 21000})
-        console.print(f"burst: {transfers} ETH transfers in JSON-RPC batches of 200 ...")
-        eth_run = run_rpc_load(url, eth_raws, batch_size=200, inclusion_timeout=120)
-
-        data = [token.functions.transfer(r, 10**18)._encode_transaction_data()
-                for r in recipients]
-        erc_count = max(1, transfers // 2)
-        erc_raws = _presign(w3, keys, erc_count, lambda i: {
-            "to": token.address, "value": 0, "gas": 80_000, "data": data[i % 100]})
-        console.print(f"burst: {erc_count} ERC20 transfers ...")
-        erc_run = run_rpc_load(url, erc_raws, batch_size=200, inclusion_timeout=120)
-
-        console.print(f"latency: {LATENCY_SAMPLES} transfers sent one at a time ...")
-        lat = _latencies(w3, keys[-1], recipients[0])
-
-        for name, run, raws in (("ETH transfer", eth_run, eth_raws),
-                                ("ERC20 transfer", erc_run, erc_raws)):
-            gas, fee = _cost(w3, raws[:200])
-            rows.append(SystemResult(
-                system="L1 devnet (py-evm, 1 node)", workload=name,
-                transactions=run.included_count, tps=run.tps,
-                soft_confirmation_ms_p50=percentile(lat, 50),
-                soft_confirmation_ms_p99=percentile(lat, 99),
-                finality="1 block (single node)",
-                gas_per_tx=gas, fee_per_tx_gwei=fee / 1e9,
-                fee_per_tx_usd=fee / 1e18 * ETH_USD,
-                l1_bytes_per_tx=sum(len(r) for r in raws) / len(raws),
-            ))
-            if not run.is_complete:
-                console.print(f"[yellow]{name}: {run.included_count}/{run.tx_count} included; "
-                              f"errors: {run.error_samples}[/yellow]")
-        console.print("payment channels: 4 node processes, channels 1-2-3-4 on this L1 ...")
-        rows.extend(_channel_rows(url, transfers))
-    from layerlab.bench.consensus import run_network, system_row
-
-    for consensus in ("pow", "pos"):
-        console.print(f"L1 {consensus.upper()} network: 4 node processes on 127.0.0.1, "
-                      f"{network_transfers} transfers ...")
-        rows.append(system_row(consensus, run_network(consensus, network_transfers, settle=2.0)))
-    render_table(rows, console, "layerlab comparison (same machine, same run)")
-    console.print(f"fees at the devnet's base fee; USD at {ETH_USD:,.0f} USD/ETH. "
-                  "Soft confirmation: send until receipt, with 1 s blocks.")
-    if json_out:
-        write_json(rows, json_out)
-        console.print(f"wrote {json_out}")
-    return rows
+        result = run_compare(opts, say)
+        progress.update(task, description=f"all systems done in {result.seconds:,.0f} s")
+    render_terminal(result, console)
+    write_json(result, json_out)
+    write_html(result, html_out)
+    console.print(f"JSON: {json_out}\nHTML report: {html_out.resolve()}")
+    return result

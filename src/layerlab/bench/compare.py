@@ -1,0 +1,382 @@
+"""``layerlab compare``: the same workloads on every system, measured the same way.
+
+Systems run one after the other on this machine, each on 127.0.0.1 only, each torn down
+before the next starts so that none steals the others' cores:
+
+* **L1 devnet**: one py-evm node in this process with interval blocks, all four
+  workloads (:mod:`layerlab.bench.l1_workloads`); the scaling section repeats the
+  transfer burst at several block gas limits.
+* **L1 PoW / PoS / PoW->PoS (the Merge)**: networks of node processes (``net up``); the
+  workloads are sent to node 0 and finality is probed by sending transfers and polling
+  ``layerlab_status`` until the node reports their block final (k confirmations, a
+  finalized checkpoint).
+* **Payment channels**: four channel-node processes on the devnet
+  (:mod:`layerlab.bench.channels`): direct micropayments and 3-hop HTLC payments; L1 gas
+  is the open and close over the channel's payments.
+* Plasma and the rollups show as not available until they are built.
+
+Every figure comes from receipts, blocks, and the services' own answers; see
+:mod:`layerlab.bench.compare_model` for the definitions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from layerlab.bench.compare_model import (
+    MEASURED,
+    NOT_AVAILABLE,
+    UNSUPPORTED,
+    WORKLOADS,
+    Measurement,
+    SystemInfo,
+    TrustModel,
+)
+from layerlab.bench.l1_workloads import L1WorkloadRun, run_l1_workload
+from layerlab.crypto.keys import derive_dev_accounts
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SYSTEMS", "CompareOptions", "CompareResult", "ScalingPoint", "run_compare"]
+
+DEVNET_BLOCK_TIME = 1.0
+SCALING_BURST = 2000
+"""Transfers per scaling run: more than a 15M-gas block holds (714), so the limit shows."""
+CHANNEL_SETTLE_BLOCKS = 20
+"""The settle (dispute) window, in L1 blocks, that the channel bench's nodes open with."""
+
+
+def _l1_trust(producers: int, kind: str) -> TrustModel:
+    return TrustModel(
+        custody="no one without the key; a majority of "
+                + ("hash power" if kind == "pow" else "stake" if kind == "pos" else
+                   "the single node's operator") + " can reorder or censor",
+        watch="nothing",
+        operator_gone="the chain stops until another producer runs"
+        if producers == 1 else "the others carry on",
+        producers=producers, user_must_watch=False, data_on_l1=True, validity_proven=True)
+
+
+SYSTEMS: dict[str, SystemInfo] = {s.key: s for s in (
+    SystemInfo("l1-devnet", "L1 devnet (py-evm, 1 node)", "L1", "block gas limit",
+               _l1_trust(1, "devnet"), "its own block (one node: no fork to lose it to)",
+               "none: funds are on the L1"),
+    SystemInfo("l1-pow", "L1 PoW network (4 nodes)", "L1", "node count",
+               _l1_trust(4, "pow"), "k confirmations (minimal preset: 6)",
+               "none: funds are on the L1"),
+    SystemInfo("l1-pos", "L1 PoS network (4 nodes)", "L1", "node count",
+               _l1_trust(4, "pos"), "finalized checkpoint (Casper FFG, two epochs)",
+               "none: funds are on the L1"),
+    SystemInfo("l1-merge", "L1 PoW->PoS at the Merge (4 nodes)", "L1", "node count",
+               _l1_trust(4, "pos"), "k confirmations before the fork, checkpoints after",
+               "none: funds are on the L1"),
+    SystemInfo("channels", "payment channels (4 nodes, 3 channels)", "L2", "route length",
+               TrustModel(
+                   custody="no one: every state carries both signatures",
+                   watch="the L1, for a revoked state closing the channel, within the settle "
+                         "window (or a watchtower)",
+                   operator_gone="close unilaterally with the last signed state and wait out "
+                                 "the settle window",
+                   producers=2, user_must_watch=True, data_on_l1=False, validity_proven=True),
+               "both signatures (instant)",
+               f"cooperative close: 1 L1 block; unilateral: the {CHANNEL_SETTLE_BLOCKS}-block "
+               "settle window"),
+    SystemInfo("plasma", "Plasma (UTXO child chain)", "L2", "block size",
+               TrustModel("the operator can withhold data; exits keep funds safe",
+                          "every child block, to exit in time", "everyone exits to L1",
+                          1, True, False, True),
+               "root committed + exit period", "the exit period", built=False, issue=13),
+    SystemInfo("optimistic-rollup", "optimistic rollup", "L2", "batch size",
+               TrustModel("no one, if one honest verifier challenges in the window",
+                          "one honest verifier must watch the batches",
+                          "anyone may post batches once the sequencer is overdue",
+                          1, False, True, False),
+               "challenge window over", "the challenge window", built=False, issue=11),
+    SystemInfo("zk-rollup", "ZK rollup (Groth16)", "L2", "batch size",
+               TrustModel("no one: every batch carries a validity proof",
+                          "nothing", "users exit with a proof against the last root",
+                          1, False, True, True),
+               "proof verified on L1", "one L1 block after the proof", built=False, issue=12),
+)}
+
+UNSUPPORTED_REASONS: dict[tuple[str, str], str] = {
+    ("channels", "nft"): "a channel holds one asset between its two parties: there is no "
+                         "shared state in which a token contract could mint",
+    ("channels", "swap"): "a pool is state shared by every trader; a channel is state of two "
+                          "parties, so an AMM cannot live in one",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CompareOptions:
+    tx: int = 1000
+    """Transactions per workload burst."""
+    nodes: int = 4
+    batch_size: int = 200
+    preset: str = "minimal"
+    systems: tuple[str, ...] = tuple(SYSTEMS)
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
+    quick: bool = False
+    """Networks run transfers only; the scaling section runs two sizes."""
+    latency_samples: int = 5
+    eth_price: float = 3000.0
+    currency: str = "USD"
+    gas_limits: tuple[int, ...] = (15_000_000, 30_000_000, 100_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPoint:
+    system: str
+    knob: str
+    value: float
+    tps: float | None
+    l1_gas_per_tx: float | None = None
+    soft_p50_ms: float | None = None
+
+
+@dataclass(slots=True)
+class CompareResult:
+    options: CompareOptions
+    rows: list[Measurement] = field(default_factory=list)
+    scaling: list[ScalingPoint] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+
+Progress = Callable[[str], None]
+
+
+def _l1_row(system: str, run: L1WorkloadRun, final_s: tuple[float, ...], source: str
+            ) -> Measurement:
+    load = run.load
+    problems = []
+    if not load.is_complete:
+        problems.append(f"{load.included_count}/{load.tx_count} included; "
+                        + "; ".join(load.error_samples))
+    if run.failed:
+        problems.append(f"{run.failed} of {run.receipts_read} receipts read reverted")
+    reason = "; ".join(problems)
+    return Measurement(
+        system=system, workload=run.workload, status=MEASURED, reason=reason,
+        transactions=load.included_count, seconds=load.seconds, tps=load.tps,
+        soft_ms=run.latency_ms, final_s=final_s, l1_gas_per_tx=run.gas_per_tx,
+        l1_bytes_per_tx=run.bytes_per_tx, fee_wei_per_tx=run.fee_wei_per_tx,
+        withdrawal_delay_s=0.0, withdrawal_delay_blocks=0, source=source,
+        extra={"blocks_used": load.blocks_used, "receipts_read": run.receipts_read,
+               "reverted": run.failed})
+
+
+@contextlib.contextmanager
+def _devnet(gas_limit: int = 100_000_000) -> Iterator[tuple[str, list[bytes]]]:
+    from layerlab.l1.chain.config import ChainConfig
+    from layerlab.l1.node import MiningMode, Node
+    from layerlab.l1.runner import BackgroundNode
+
+    config = ChainConfig(gas_limit=gas_limit)
+    node = Node(config, mining=MiningMode.INTERVAL, block_time=DEVNET_BLOCK_TIME)
+    with BackgroundNode(node) as url:
+        yield url, [a.private_key for a in config.dev_accounts]
+
+
+def _run_devnet(opts: CompareOptions, progress: Progress) -> tuple[list[Measurement],
+                                                                    list[ScalingPoint]]:
+    rows: list[Measurement] = []
+    with _devnet() as (url, keys):
+        for workload in opts.workloads:
+            progress(f"L1 devnet: {opts.tx} x {workload}")
+            run = run_l1_workload(url, keys, workload, opts.tx,
+                                  latency_samples=opts.latency_samples,
+                                  block_time=DEVNET_BLOCK_TIME)
+            # one node, no fork: the block that holds it is final, so finality = inclusion
+            rows.append(_l1_row("l1-devnet", run, tuple(ms / 1000 for ms in run.latency_ms),
+                                "receipts of the burst; latency: send until receipt"))
+    points = []
+    limits = opts.gas_limits[::2] if opts.quick else opts.gas_limits
+    burst = max(opts.tx, SCALING_BURST)
+    for limit in limits:
+        progress(f"L1 devnet scaling: {burst} transfers at a {limit:,} gas limit")
+        with _devnet(limit) as (url, keys):
+            run = run_l1_workload(url, keys, "transfer", burst, latency_samples=1,
+                                  block_time=DEVNET_BLOCK_TIME)
+        points.append(ScalingPoint("l1-devnet", "block gas limit", limit, run.load.tps,
+                                   run.gas_per_tx, None))
+    return rows, points
+
+
+def measure_finality(url: str, samples: int = 3, timeout: float = 120.0) -> list[float]:
+    """Seconds from sending a transfer until the node reports its block final.
+
+    Final is what ``layerlab_status`` says: the k-deep block under PoW, the finalized
+    checkpoint under PoS. Bounded: ``samples`` transfers and ``timeout`` seconds in all.
+    """
+    from eth_account import Account
+
+    from layerlab.orchestration import rpc_call
+
+    sender = derive_dev_accounts()[9]
+    chain_id = int(rpc_call(url, "eth_chainId"), 16)
+    sent: list[tuple[float, str]] = []
+    for _ in range(samples):
+        nonce = int(rpc_call(url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
+        tx = {"chainId": chain_id, "nonce": nonce, "to": "0x" + "ab" * 20, "value": 1,
+              "gas": 21_000, "maxFeePerGas": 100 * 10**9, "maxPriorityFeePerGas": 2 * 10**9,
+              "type": 2}
+        raw = "0x" + bytes(Account.sign_transaction(tx, sender.private_key).raw_transaction).hex()
+        sent.append((time.monotonic(), rpc_call(url, "eth_sendRawTransaction", [raw])))
+        time.sleep(0.7)
+    done: dict[str, float] = {}
+    blocks: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(sent) and time.monotonic() < deadline:
+        status = rpc_call(url, "layerlab_status")
+        final = int(status.get("finalized", {}).get("number", -1))
+        for start, tx_hash in sent:
+            if tx_hash in done:
+                continue
+            if tx_hash not in blocks:
+                receipt = rpc_call(url, "eth_getTransactionReceipt", [tx_hash])
+                if receipt:
+                    blocks[tx_hash] = int(receipt["blockNumber"], 16)
+            if tx_hash in blocks and final >= blocks[tx_hash]:
+                done[tx_hash] = time.monotonic() - start
+        time.sleep(0.2)
+    return sorted(done.values())
+
+
+def _run_network(system: str, opts: CompareOptions, progress: Progress) -> list[Measurement]:
+    from layerlab.l1 import netctl
+    from layerlab.orchestration import rpc_call
+
+    consensus = {"l1-pow": "pow", "l1-pos": "pos", "l1-merge": "merge"}[system]
+    workloads = [w for w in opts.workloads if not opts.quick or w == "transfer"]
+    rows: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix=f"layerlab-compare-{consensus}-") as tmp:
+        directory = Path(tmp)
+        progress(f"{SYSTEMS[system].name}: starting {opts.nodes} node processes")
+        specs = netctl.up(directory, opts.nodes, consensus, preset=opts.preset,
+                          merge_block=8 if consensus == "merge" else None)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not all(
+                    len(rpc_call(s.url, "admin_peers")) == opts.nodes - 1 for s in specs):
+                time.sleep(0.2)
+            keys = [a.private_key for a in derive_dev_accounts()[:9]]
+            url = specs[0].url
+            for workload in workloads:
+                progress(f"{SYSTEMS[system].name}: {opts.tx} x {workload}")
+                run = run_l1_workload(url, keys, workload, opts.tx,
+                                      latency_samples=opts.latency_samples, block_time=1.0,
+                                      inclusion_timeout=180)
+                rows.append(_l1_row(system, run, (), "receipts from node 0; latency: send to "
+                                    "node 0 until its receipt"))
+            progress(f"{SYSTEMS[system].name}: waiting for finality")
+            final = tuple(measure_finality(url))
+            rows = [replace(r, final_s=final) for r in rows]
+            if consensus == "merge":
+                status = rpc_call(url, "layerlab_status")
+                rows = [replace(r, extra=r.extra | {"consensus_at_end": status.get("consensus")})
+                        for r in rows]
+        finally:
+            netctl.down(directory)
+    return rows
+
+
+def _run_channels(opts: CompareOptions, progress: Progress) -> tuple[list[Measurement],
+                                                                      list[ScalingPoint]]:
+    from layerlab.bench.channels import measure_channels
+
+    with _devnet() as (url, _keys):
+        progress(f"payment channels: 4 node processes, {opts.tx} direct payments and 3-hop "
+                 "HTLC payments")
+        report = measure_channels(payments=opts.tx, hop_payments=min(opts.tx, 30), l1_url=url)
+    pair, hops, gas = report["pair"], report["three_hop"], report["l1_gas"]
+    per_payment_ms = 1000 / pair["payments_per_second"] if pair["payments_per_second"] else None
+    common: dict[str, Any] = {
+        "l1_gas_per_tx": gas["per_payment_amortized"],
+        "l1_bytes_per_tx": gas["calldata_bytes_per_payment"],
+        "fee_wei_per_tx": gas["fee_per_payment_wei"],
+        "withdrawal_delay_s": CHANNEL_SETTLE_BLOCKS * DEVNET_BLOCK_TIME,
+        "withdrawal_delay_blocks": CHANNEL_SETTLE_BLOCKS,
+        "source": "the channel nodes' own timings; L1 gas from the open and close receipts "
+                  "spread over the channel's payments",
+    }
+    hop_ms = tuple(hops.get("latencies_ms", ()))
+    rows = []
+    if "micropayment" in opts.workloads:
+        soft = (per_payment_ms,) if per_payment_ms else ()
+        rows.append(Measurement(
+            system="channels", workload="micropayment", status=MEASURED,
+            transactions=pair["payments"], seconds=pair["seconds"],
+            tps=pair["payments_per_second"], soft_ms=soft,
+            final_s=tuple(s / 1000 for s in soft),
+            extra={"kind": "direct payments on one channel (mean time per payment)"},
+            **common))
+    if "transfer" in opts.workloads:
+        ok = hops["payments"] - hops["failed"]
+        rows.append(Measurement(
+            system="channels", workload="transfer", status=MEASURED,
+            reason=f"{hops['failed']} of {hops['payments']} failed" if hops["failed"] else "",
+            transactions=ok, seconds=sum(hop_ms) / 1000,
+            tps=1000 / hops["mean_ms"] if hops["mean_ms"] else None,
+            soft_ms=hop_ms, final_s=tuple(ms / 1000 for ms in hop_ms),
+            extra={"kind": "3-hop HTLC payments to a payee with no direct channel, "
+                           "one at a time"},
+            **common))
+    points = [ScalingPoint("channels", "route length", 1, pair["payments_per_second"], None,
+                           per_payment_ms),
+              ScalingPoint("channels", "route length", 3,
+                           1000 / hops["mean_ms"] if hops["mean_ms"] else None, None,
+                           hops["p50_ms"])]
+    return rows, points
+
+
+def _placeholder_rows(system: str, workloads: tuple[str, ...]) -> list[Measurement]:
+    info = SYSTEMS[system]
+    return [Measurement(system, w, NOT_AVAILABLE,
+                        f"not built yet (issue {info.issue})") for w in workloads]
+
+
+def run_compare(opts: CompareOptions, progress: Progress | None = None) -> CompareResult:
+    """Run every selected system on every selected workload it supports."""
+    say = progress or (lambda text: log.info("%s", text))
+    result = CompareResult(options=opts)
+    for system in opts.systems:
+        if system not in SYSTEMS:
+            raise ValueError(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
+    for workload in opts.workloads:
+        if workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
+    for system in opts.systems:
+        info = SYSTEMS[system]
+        supported = tuple(w for w in opts.workloads if (system, w) not in UNSUPPORTED_REASONS)
+        result.rows.extend(Measurement(system, w, UNSUPPORTED, UNSUPPORTED_REASONS[(system, w)])
+                           for w in opts.workloads if (system, w) in UNSUPPORTED_REASONS)
+        if not info.built:
+            result.rows.extend(_placeholder_rows(system, supported))
+            continue
+        if system == "l1-devnet":
+            rows, points = _run_devnet(opts, say)
+            result.scaling.extend(points)
+        elif system == "channels":
+            rows, points = _run_channels(opts, say)
+            result.scaling.extend(points)
+        else:
+            rows = _run_network(system, opts, say)
+        result.rows.extend(rows)
+        ran = {r.workload for r in rows}
+        result.rows.extend(
+            Measurement(system, w, NOT_AVAILABLE, "not run with --quick (networks carry "
+                        "transfers only); run without --quick")
+            for w in supported if w not in ran)
+    order = {w: i for i, w in enumerate(WORKLOADS)}
+    sys_order = {s: i for i, s in enumerate(SYSTEMS)}
+    result.rows.sort(key=lambda r: (sys_order[r.system], order[r.workload]))
+    result.seconds = time.time() - result.started
+    return result

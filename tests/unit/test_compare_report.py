@@ -1,0 +1,121 @@
+"""The comparison's model, scoring rules and outputs, on synthetic results (no chain)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from layerlab.bench.compare import SYSTEMS, UNSUPPORTED_REASONS, CompareOptions, CompareResult, run_compare
+from layerlab.bench.compare_model import (
+    MEASURED,
+    NOT_AVAILABLE,
+    UNSUPPORTED,
+    Measurement,
+    compute_trilemma,
+    format_number,
+)
+from layerlab.bench.report import _grouped, render_terminal, to_json, write_html
+
+
+def measured(system: str, workload: str, tps: float, **kw: object) -> Measurement:
+    return Measurement(system, workload, MEASURED, transactions=100, tps=tps,
+                       soft_ms=(1.0, 2.0, 3.0, 40.0), final_s=(0.5, 0.7),
+                       l1_gas_per_tx=21_000.0, l1_bytes_per_tx=110.0, fee_wei_per_tx=2.1e13,
+                       withdrawal_delay_s=0.0, **kw)  # type: ignore[arg-type]
+
+
+def sample_result() -> CompareResult:
+    result = CompareResult(CompareOptions(quick=True))
+    result.rows = [
+        measured("l1-devnet", "transfer", 600.0),
+        measured("channels", "micropayment", 1500.0),
+        Measurement("channels", "nft", UNSUPPORTED, UNSUPPORTED_REASONS[("channels", "nft")]),
+        Measurement("zk-rollup", "transfer", NOT_AVAILABLE, "not built yet (issue 12)"),
+        Measurement("zk-rollup", "swap", NOT_AVAILABLE, "not built yet (issue 12)"),
+    ]
+    result.seconds = 12.0
+    return result
+
+
+def test_percentiles_and_fiat() -> None:
+    row = measured("l1-devnet", "transfer", 10.0)
+    assert row.soft_p50_ms == 2.0 and row.soft_p99_ms == 40.0
+    assert row.fee_gwei_per_tx == pytest.approx(21_000)
+    assert row.fee_fiat_per_tx(2000.0) == pytest.approx(2.1e13 / 1e18 * 2000)
+    empty = Measurement("plasma", "transfer", NOT_AVAILABLE, "not built")
+    assert empty.soft_p50_ms is None and empty.fee_fiat_per_tx(1.0) is None
+    assert format_number(None) == "-"
+
+
+@pytest.mark.parametrize(("tps", "expected"), [(49.9, 0), (50, 1), (499, 1), (500, 2), (5000, 3)])
+def test_scalability_thresholds(tps: float, expected: int) -> None:
+    score = compute_trilemma(SYSTEMS["l1-devnet"], [measured("l1-devnet", "transfer", tps)])
+    assert score is not None and score.scalability == expected
+
+
+def test_security_and_decentralization_follow_the_trust_model() -> None:
+    dev = compute_trilemma(SYSTEMS["l1-devnet"], [measured("l1-devnet", "transfer", 1)])
+    pos = compute_trilemma(SYSTEMS["l1-pos"], [measured("l1-pos", "transfer", 1)])
+    ch = compute_trilemma(SYSTEMS["channels"], [measured("channels", "micropayment", 1)])
+    opt = compute_trilemma(SYSTEMS["optimistic-rollup"],
+                           [measured("optimistic-rollup", "transfer", 1)])
+    assert dev is not None and (dev.security, dev.decentralization) == (3, 0)
+    assert pos is not None and (pos.security, pos.decentralization) == (3, 2)
+    # channels: must watch, and the balances are not on L1
+    assert ch is not None and ch.security == 1
+    # optimistic: transitions assumed valid; one operator whose users can exit
+    assert opt is not None and (opt.security, opt.decentralization) == (2, 1)
+    assert compute_trilemma(SYSTEMS["plasma"], []) is None
+
+
+def test_systems_not_built_and_unsupported_pairs_have_no_figures() -> None:
+    result = run_compare(CompareOptions(systems=("plasma", "zk-rollup", "optimistic-rollup")))
+    assert {r.status for r in result.rows} == {NOT_AVAILABLE}
+    assert all(r.tps is None and r.l1_gas_per_tx is None for r in result.rows)
+    assert {r.reason for r in result.rows if r.system == "plasma"} == {"not built yet (issue 13)"}
+    with pytest.raises(ValueError, match="unknown system"):
+        run_compare(CompareOptions(systems=("l3",)))
+    with pytest.raises(ValueError, match="unknown workload"):
+        run_compare(CompareOptions(systems=("plasma",), workloads=("bridge",)))
+
+
+def test_terminal_groups_figureless_rows_and_names_the_reason() -> None:
+    result = sample_result()
+    groups = _grouped(result.rows)
+    assert [label for _row, label in groups] == ["transfer", "micropayment", "nft",
+                                                 "transfer, swap"]
+    console = Console(width=200, record=True)
+    render_terminal(result, console)
+    text = console.export_text()
+    assert "not built yet (issue 12)" in text and "shared state" in text
+    assert "600" in text and "1,500" in text
+
+
+def test_json_has_every_row_the_rules_and_marked_references() -> None:
+    data = json.loads(json.dumps(to_json(sample_result()), default=str))
+    assert len(data["rows"]) == 5
+    assert data["rows"][0]["soft_p50_ms"] == 2.0
+    assert data["rows"][3]["tps"] is None and data["rows"][3]["status"] == NOT_AVAILABLE
+    assert len(data["trilemma"]["rules"]) >= 4
+    assert {s["system"] for s in data["trilemma"]["scores"]} == {"l1-devnet", "channels"}
+    assert data["references"] and all(r["kind"] == "reference" and r["source"]
+                                      for r in data["references"])
+
+
+def test_html_report_is_self_contained(tmp_path: Path) -> None:
+    path = tmp_path / "report.html"
+    write_html(sample_result(), path)
+    doc = path.read_text()
+    # no script or stylesheet is fetched from anywhere
+    assert not re.search(r"<script[^>]+src=", doc)
+    assert not re.search(r"<link[^>]+href=['\"]https?:", doc)
+    assert doc.count("Plotly.newPlot") == 7
+    for name in ("throughput", "soft-latency", "finality", "cost", "withdrawal", "scaling",
+                 "trilemma"):
+        assert f"id='plot-{name}'" in doc
+    assert "Scoring rules" in doc and "published, not measured here" in doc
+    assert "not built yet (issue 12)" in doc
