@@ -119,3 +119,18 @@ def test_html_report_is_self_contained(tmp_path: Path) -> None:
         assert f"id='plot-{name}'" in doc
     assert "Scoring rules" in doc and "published, not measured here" in doc
     assert "not built yet (issue 12)" in doc
+
+
+def test_a_system_that_fails_becomes_rows_that_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerlab.bench import compare
+
+    def broken(_opts: object, _say: object) -> None:
+        raise ConnectionRefusedError("node 0 did not answer")
+
+    monkeypatch.setattr(compare, "_run_devnet", broken)
+    result = run_compare(CompareOptions(systems=("l1-devnet", "plasma"),
+                                        workloads=("transfer", "swap")))
+    dev = [r for r in result.rows if r.system == "l1-devnet"]
+    assert [r.workload for r in dev] == ["transfer", "swap"]
+    assert all(r.status == NOT_AVAILABLE and "node 0 did not answer" in r.reason for r in dev)
+    assert all(r.tps is None for r in dev)

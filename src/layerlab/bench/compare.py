@@ -225,7 +225,7 @@ def measure_finality(url: str, samples: int = 3, timeout: float = 120.0) -> list
     sent: list[tuple[float, str]] = []
     for _ in range(samples):
         nonce = int(rpc_call(url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
-        tx = {"chainId": chain_id, "nonce": nonce, "to": "0x" + "ab" * 20, "value": 1,
+        tx = {"chainId": chain_id, "nonce": nonce, "to": b"\xab" * 20, "value": 1,
               "gas": 21_000, "maxFeePerGas": 100 * 10**9, "maxPriorityFeePerGas": 2 * 10**9,
               "type": 2}
         raw = "0x" + bytes(Account.sign_transaction(tx, sender.private_key).raw_transaction).hex()
@@ -361,14 +361,20 @@ def run_compare(opts: CompareOptions, progress: Progress | None = None) -> Compa
         if not info.built:
             result.rows.extend(_placeholder_rows(system, supported))
             continue
-        if system == "l1-devnet":
-            rows, points = _run_devnet(opts, say)
-            result.scaling.extend(points)
-        elif system == "channels":
-            rows, points = _run_channels(opts, say)
-            result.scaling.extend(points)
-        else:
-            rows = _run_network(system, opts, say)
+        try:
+            if system == "l1-devnet":
+                rows, points = _run_devnet(opts, say)
+                result.scaling.extend(points)
+            elif system == "channels":
+                rows, points = _run_channels(opts, say)
+                result.scaling.extend(points)
+            else:
+                rows = _run_network(system, opts, say)
+        except Exception as exc:  # one system's failure is its rows' status, not the run's end
+            log.exception("%s failed", info.name)
+            rows = [Measurement(system, w, NOT_AVAILABLE,
+                                f"the run failed: {type(exc).__name__}: {exc}")
+                    for w in supported]
         result.rows.extend(rows)
         ran = {r.workload for r in rows}
         result.rows.extend(
