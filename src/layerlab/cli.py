@@ -436,6 +436,23 @@ def compare(
 
 
 @app.command()
+def explorer(
+    l1: Annotated[str, typer.Option(help="JSON-RPC URL of the L1.")] = "http://127.0.0.1:8545",
+    channels: Annotated[str | None, typer.Option(help="PaymentChannels contract address.")] = None,
+    rollup: Annotated[str | None, typer.Option(help="OptimisticRollup contract address.")] = None,
+    port: Annotated[int, typer.Option(help="Port of the page (127.0.0.1).")] = 8080,
+) -> None:
+    """Serve a live page of L1 blocks, finality, validators, channels and rollup batches."""
+    from layerlab.web.explorer import Watched, run_explorer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    watched = [Watched("PaymentChannels", channels)] if channels else []
+    watched += [Watched("OptimisticRollup", rollup)] if rollup else []
+    console.print(f"explorer: http://127.0.0.1:{port}/ (L1 {l1})")
+    run_explorer(l1, watched, port)
+
+
+@app.command()
 def demo(
     tx: Annotated[int, typer.Option(help="Transactions per workload burst.")] = 300,
 ) -> None:
