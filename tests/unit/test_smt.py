@@ -520,3 +520,48 @@ def test_a_met_leaf_must_lie_on_the_key_path() -> None:
     on_path = H.hash_leaf(3, 1)
     good = SmtProof(H.hash_node(H.hash_leaf(2, 9), on_path), 2, True, 9, (on_path,), 3, 1, False)
     assert verify_smt_proof(good)
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories(), st.data())
+def test_prune_keeps_exactly_the_kept_roots(
+    history: tuple[list[int], list[tuple[int, int]]], data: st.DataObject
+) -> None:
+    pool, ops = history
+    tree, model = SparseMerkleTree(), {}
+    snapshots: list[tuple[int, dict[int, int]]] = []
+    for key, value in ops:
+        if value == 0 and key not in model:
+            continue
+        tree.set(key, value)
+        model.update({key: value}) if value else model.pop(key)
+        snapshots.append((tree.root, dict(model)))
+    kept = data.draw(st.lists(st.sampled_from(snapshots), max_size=3)) if snapshots else []
+    kept_roots = {root for root, _ in kept}
+    tree.prune(root for root, _ in kept)
+    assert tree.prune(kept_roots) == 0  # nothing left to remove
+    for root, contents in [*kept, (tree.root, model)]:
+        tree.checkout(root)
+        assert len(tree) == len(contents)
+        for key in pool:
+            assert tree.get(key) == contents.get(key)
+            assert verify_smt_proof(tree.prove(key))
+    dropped = {root for root, _ in snapshots} - kept_roots - {tree.root, 0}
+    for root in dropped:
+        with pytest.raises(SmtKeyError, match="never a root"):
+            tree.checkout(root)
+    tree.checkout(next(iter(kept_roots), tree.root))
+    for key in pool:  # writes still work on a pruned tree
+        tree.set(key, 11)
+    assert tree.root == build(dict.fromkeys(pool, 11)).root
+
+
+def test_prune_frees_the_history() -> None:
+    tree = SparseMerkleTree()
+    for i in range(200):
+        tree.set(i % 50, i + 1)
+    removed = tree.prune()
+    assert removed > 1000
+    assert tree.root == build({k: 151 + k for k in range(50)}).root
+    with pytest.raises(SmtKeyError, match="prune: root"):
+        tree.prune([123])
