@@ -52,9 +52,10 @@ def artifacts() -> dict[str, ContractArtifact]:
 
 @pytest.fixture(scope="module")
 def built_lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch project holding a copy of contracts/test/, compiled once."""
+    """A scratch project holding a copy of contracts/ (test contracts import rollup/ and
+    lib/), compiled once."""
     root = tmp_path_factory.mktemp("lab")
-    shutil.copytree(TEST_CONTRACTS, root / "contracts" / "test")
+    shutil.copytree(TEST_CONTRACTS.parent, root / "contracts")
     compile_all(root)
     return root
 
