@@ -67,19 +67,20 @@ def _l1_trust(producers: int, kind: str) -> TrustModel:
         producers=producers, user_must_watch=False, data_on_l1=True, validity_proven=True)
 
 
+def _l1_system(key: str, name: str, kind: str, producers: int, finality: str) -> SystemInfo:
+    return SystemInfo(key, name, "L1", "block gas limit" if producers == 1 else "node count",
+                      _l1_trust(producers, kind), finality, "none: funds are on the L1")
+
+
 SYSTEMS: dict[str, SystemInfo] = {s.key: s for s in (
-    SystemInfo("l1-devnet", "L1 devnet (py-evm, 1 node)", "L1", "block gas limit",
-               _l1_trust(1, "devnet"), "its own block (one node: no fork to lose it to)",
-               "none: funds are on the L1"),
-    SystemInfo("l1-pow", "L1 PoW network (4 nodes)", "L1", "node count",
-               _l1_trust(4, "pow"), "k confirmations (minimal preset: 6)",
-               "none: funds are on the L1"),
-    SystemInfo("l1-pos", "L1 PoS network (4 nodes)", "L1", "node count",
-               _l1_trust(4, "pos"), "finalized checkpoint (Casper FFG, two epochs)",
-               "none: funds are on the L1"),
-    SystemInfo("l1-merge", "L1 PoW->PoS at the Merge (4 nodes)", "L1", "node count",
-               _l1_trust(4, "pos"), "k confirmations before the fork, checkpoints after",
-               "none: funds are on the L1"),
+    _l1_system("l1-devnet", "L1 devnet (py-evm, 1 node)", "devnet", 1,
+               "its own block (one node: no fork to lose it to)"),
+    _l1_system("l1-pow", "L1 PoW network (4 nodes)", "pow", 4,
+               "k confirmations (minimal preset: 6)"),
+    _l1_system("l1-pos", "L1 PoS network (4 nodes)", "pos", 4,
+               "finalized checkpoint (Casper FFG, two epochs)"),
+    _l1_system("l1-merge", "L1 PoW->PoS at the Merge (4 nodes)", "pos", 4,
+               "k confirmations before the fork, checkpoints after"),
     SystemInfo("channels", "payment channels (4 nodes, 3 channels)", "L2", "route length",
                TrustModel(
                    custody="no one: every state carries both signatures",

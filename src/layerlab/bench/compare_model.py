@@ -85,6 +85,10 @@ class SystemInfo:
     """The issue that builds it, when it is not built yet."""
 
 
+def _pct(samples: tuple[float, ...], pct: float) -> float | None:
+    return percentile(list(samples), pct) if samples else None
+
+
 @dataclass(frozen=True, slots=True)
 class Measurement:
     """One system running one workload (or the reason it did not)."""
@@ -111,19 +115,19 @@ class Measurement:
 
     @property
     def soft_p50_ms(self) -> float | None:
-        return percentile(list(self.soft_ms), 50) if self.soft_ms else None
+        return _pct(self.soft_ms, 50)
 
     @property
     def soft_p99_ms(self) -> float | None:
-        return percentile(list(self.soft_ms), 99) if self.soft_ms else None
+        return _pct(self.soft_ms, 99)
 
     @property
     def final_p50_s(self) -> float | None:
-        return percentile(list(self.final_s), 50) if self.final_s else None
+        return _pct(self.final_s, 50)
 
     @property
     def final_p99_s(self) -> float | None:
-        return percentile(list(self.final_s), 99) if self.final_s else None
+        return _pct(self.final_s, 99)
 
     @property
     def fee_gwei_per_tx(self) -> float | None:

@@ -178,21 +178,15 @@ def _figures(result: CompareResult) -> list[tuple[str, Any]]:
                        barmode="group", yaxis_title="tx/s")
     figs.append(("throughput", tput))
 
-    soft = go.Figure()
-    for r in measured:
-        if r.soft_ms:
-            soft.add_box(y=list(r.soft_ms), name=f"{_label(r)}: {r.workload}", boxpoints="all")
-    soft.update_layout(title="Soft confirmation latency (ms, log scale)", yaxis_type="log",
-                       showlegend=False)
-    figs.append(("soft-latency", soft))
-
-    final = go.Figure()
-    for r in measured:
-        if r.final_s:
-            final.add_box(y=list(r.final_s), name=f"{_label(r)}: {r.workload}", boxpoints="all")
-    final.update_layout(title="Time to finality (s, log scale)", yaxis_type="log",
-                        showlegend=False)
-    figs.append(("finality", final))
+    for name, attr, title in (("soft-latency", "soft_ms", "Soft confirmation latency (ms"),
+                              ("finality", "final_s", "Time to finality (s")):
+        box = go.Figure()
+        for r in measured:
+            if getattr(r, attr):
+                box.add_box(y=list(getattr(r, attr)), name=f"{_label(r)}: {r.workload}",
+                            boxpoints="all")
+        box.update_layout(title=f"{title}, log scale)", yaxis_type="log", showlegend=False)
+        figs.append((name, box))
 
     cost = go.Figure()
     for workload in WORKLOADS:

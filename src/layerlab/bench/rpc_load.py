@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -118,30 +118,21 @@ def validate_loopback_url(url: str) -> None:
         raise RpcLoadError(f"RPC URL host must be a loopback address, got {host}")
 
 
-def run_rpc_load(
-    url: str,
-    raw_transactions: Sequence[bytes],
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    send_timeout: float = 120.0,
-    inclusion_timeout: float = 120.0,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
-    error_sample_limit: int = 5,
-) -> RpcLoadResult:
+class LoadOptions(TypedDict, total=False):
+    """The keyword options of :func:`drive_rpc_load`, shared by its blocking wrapper."""
+
+    batch_size: int
+    concurrency: int
+    send_timeout: float
+    inclusion_timeout: float
+    poll_interval: float
+    error_sample_limit: int
+
+
+def run_rpc_load(url: str, raw_transactions: Sequence[bytes],
+                 **options: Unpack[LoadOptions]) -> RpcLoadResult:
     """Blocking wrapper of :func:`drive_rpc_load` (runs its own event loop)."""
-    return asyncio.run(
-        drive_rpc_load(
-            url,
-            raw_transactions,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            send_timeout=send_timeout,
-            inclusion_timeout=inclusion_timeout,
-            poll_interval=poll_interval,
-            error_sample_limit=error_sample_limit,
-        )
-    )
+    return asyncio.run(drive_rpc_load(url, raw_transactions, **options))
 
 
 async def drive_rpc_load(
