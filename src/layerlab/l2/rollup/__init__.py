@@ -1,0 +1,1 @@
+"""The rollups' shared L2: transactions, the state machine, the batch codec."""
