@@ -48,7 +48,10 @@ The AMM is Uniswap v2's constant product with a 0.3% fee (Adams, Zinsmeister, Ro
 liquidity mints ``isqrt(a0*a1)`` shares; later ones ``min(a0*S/r0, a1*S/r1)``. Unlike v2
 there is no ``MINIMUM_LIQUIDITY`` lock: it defends against inflating the share price by
 donating to the pool, and here no one can move value into a pool except through these
-rules. Amounts are ``uint256``: anything at or above ``2**256`` is refused.
+rules. Amounts are ``uint256``, and so is every intermediate of the AMM's arithmetic, as
+on the EVM (Solidity's checked arithmetic): a product or sum that does not fit in
+``uint256`` refuses the step (``overflow``), so that the L1 one-step prover
+(``contracts/rollup/RollupProver.sol``) computes exactly what this module computes.
 """
 
 from __future__ import annotations
@@ -330,10 +333,19 @@ def _pool_key(token_a: int, token_b: int) -> tuple[tuple[int, int], bool]:
     return ((token_a, token_b), True) if token_a < token_b else ((token_b, token_a), False)
 
 
+def _fits(value: int, what: str) -> int:
+    if value > UINT256_MAX:
+        raise _refuse("overflow", f"{what} ({value}) does not fit in uint256")
+    return value
+
+
 def get_amount_out(amount_in: int, reserve_in: int, reserve_out: int) -> int:
-    """Uniswap v2's ``getAmountOut`` with the 0.3% fee."""
-    with_fee = amount_in * FEE_NUMERATOR
-    return with_fee * reserve_out // (reserve_in * FEE_DENOMINATOR + with_fee)
+    """Uniswap v2's ``getAmountOut`` with the 0.3% fee, in uint256 arithmetic."""
+    with_fee = _fits(amount_in * FEE_NUMERATOR, "amount in x 997")
+    numerator = _fits(with_fee * reserve_out, "the swap's numerator")
+    denominator = _fits(_fits(reserve_in * FEE_DENOMINATOR, "reserve x 1000") + with_fee,
+                        "the swap's denominator")
+    return numerator // denominator
 
 
 # -- transitions ---------------------------------------------------------------------------
@@ -473,10 +485,10 @@ def _add_liquidity(state: RollupState, sender: int, tx: AddLiquidity) -> dict[st
     key = (tx.token0, tx.token1)
     pool = state.pools.get(key) or Pool(0, 0, 0)
     if pool.shares == 0:
-        minted = isqrt(tx.amount0 * tx.amount1)
+        minted = isqrt(_fits(tx.amount0 * tx.amount1, "amount0 x amount1"))
     else:
-        minted = min(tx.amount0 * pool.shares // pool.reserve0,
-                     tx.amount1 * pool.shares // pool.reserve1)
+        minted = min(_fits(tx.amount0 * pool.shares, "amount0 x shares") // pool.reserve0,
+                     _fits(tx.amount1 * pool.shares, "amount1 x shares") // pool.reserve1)
     if minted == 0 or minted < tx.min_shares:
         raise _refuse("slippage", f"the deposit mints {minted} shares, the minimum is "
                                   f"{tx.min_shares}")
@@ -500,8 +512,8 @@ def _remove_liquidity(state: RollupState, sender: int, tx: RemoveLiquidity) -> d
     held = state.shares.get((*key, sender), 0)
     if held < tx.shares:
         raise _refuse("balance", f"account {sender} holds {held} shares, burns {tx.shares}")
-    out0 = tx.shares * pool.reserve0 // pool.shares
-    out1 = tx.shares * pool.reserve1 // pool.shares
+    out0 = _fits(tx.shares * pool.reserve0, "shares x reserve0") // pool.shares
+    out1 = _fits(tx.shares * pool.reserve1, "shares x reserve1") // pool.shares
     if out0 < tx.min0 or out1 < tx.min1:
         raise _refuse("slippage", f"removal gives ({out0}, {out1}), minimum ({tx.min0}, "
                                   f"{tx.min1})")
