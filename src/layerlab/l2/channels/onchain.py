@@ -32,23 +32,17 @@ Only JSON-RPC is used, so this works against any EVM node given a funded key.
 from __future__ import annotations
 
 import logging
-import re
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Final, NamedTuple, NewType, cast
 
-from eth_abi.abi import decode as abi_decode
 from eth_account import Account
-from eth_hash.auto import keccak
 from eth_typing import ABI, ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, Web3Exception
-from web3.types import BlockIdentifier, EventData, FilterParams, LogReceipt, TxParams, TxReceipt
-from web3.types import Wei as Web3Wei
+from web3.types import BlockIdentifier, TxReceipt
 
 from layerlab.contracts import deploy, get_contract, load_artifact
 from layerlab.errors import ChannelError
@@ -59,6 +53,13 @@ from layerlab.l2.channels.types import (
     Hashlock,
     Lock,
     SignedState,
+)
+from layerlab.l2.l1client import (
+    RECEIPT_TIMEOUT_SECONDS,
+    ContractEvent,
+    L1Contract,
+    L1TxError,
+    compute_event_topic,
 )
 from layerlab.primitives.types import BlockNumber
 
@@ -83,12 +84,6 @@ logger = logging.getLogger(__name__)
 CONTRACT_NAME: Final = "PaymentChannels"
 FINAL_NONCE: Final = 2**64 - 1
 """Nonce of the final state that ``cooperativeClose`` accepts (``type(uint64).max``)."""
-RECEIPT_TIMEOUT_SECONDS: Final = 60.0
-"""Upper bound on waiting for one transaction to be mined."""
-GAS_MARGIN_DIVISOR: Final = 10
-"""Gas limit = estimate + estimate / 10: the estimate is for the current block, and checks
-against ``block.number`` may take another path in the block that includes the tx."""
-
 ETH: Final = "0x0000000000000000000000000000000000000000"
 
 Preimage = NewType("Preimage", bytes)
@@ -102,9 +97,6 @@ _ERC20_ABI: Final[ABI] = cast(ABI, [
      "inputs": [{"name": "owner", "type": "address"}],
      "outputs": [{"name": "", "type": "uint256"}]},
 ])
-_ERROR_STRING: Final = keccak(b"Error(string)")[:4]
-_PANIC: Final = keccak(b"Panic(uint256)")[:4]
-_RETURN_DATA_RE: Final = re.compile(r"return data: (0x[0-9a-fA-F]*)")
 
 
 class ChannelStatus(IntEnum):
@@ -116,20 +108,10 @@ class ChannelStatus(IntEnum):
     SETTLED = 3
 
 
-class ChannelTxError(ChannelError):
-    """A channel transaction was refused (reverted) or could not be sent or mined.
-
-    ``error_name`` is the contract's custom error (``"StaleState"``), ``"Error"`` for a
-    ``require`` string, ``"Panic"``, or None when there was no revert payload (a node or
-    transport failure); ``error_args`` maps the error's parameter names to their values.
-    """
-
-    def __init__(
-        self, message: str, error_name: str | None = None, error_args: Mapping[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.error_name = error_name
-        self.error_args: Mapping[str, Any] = dict(error_args or {})
+class ChannelTxError(L1TxError, ChannelError):
+    """A channel transaction was refused (reverted) or could not be sent or mined
+    (:class:`~layerlab.l2.l1client.L1TxError`: ``error_name`` is the contract's custom
+    error such as ``"StaleState"``, ``error_args`` its arguments by name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,15 +214,9 @@ class ChannelContract:
     def __init__(self, w3: Web3, contract: Contract, timeout: float = RECEIPT_TIMEOUT_SECONDS) -> None:
         self._w3 = w3
         self._contract = contract
-        self._timeout = timeout
-        self._send_lock = threading.Lock()
+        self._l1 = L1Contract(w3, contract, name=CONTRACT_NAME, error=ChannelTxError,
+                              timeout=timeout)
         self._domain: Domain | None = None
-        self._errors = _error_decoders(contract.abi)
-        self._events = {
-            bytes(keccak(_signature(entry).encode())): str(entry["name"])
-            for entry in _entries(contract.abi)
-            if entry.get("type") == "event"
-        }
 
     @classmethod
     def at(cls, w3: Web3, address: str, timeout: float = RECEIPT_TIMEOUT_SECONDS) -> ChannelContract:
@@ -320,14 +296,7 @@ class ChannelContract:
         self, from_block: int, to_block: BlockIdentifier = "latest"
     ) -> list[ChannelEvent]:
         """Decoded events of this contract in ``[from_block, to_block]``, in chain order."""
-        params: FilterParams = {
-            "address": self.address, "fromBlock": BlockNumber(from_block), "toBlock": to_block,
-        }
-        try:
-            logs = self._w3.eth.get_logs(params)
-        except Web3Exception as exc:
-            raise ChannelTxError(f"eth_getLogs from block {from_block} failed: {exc}") from exc
-        return [event for log in logs if (event := self._decode_log(log)) is not None]
+        return [_channel_event(event) for event in self._l1.events(from_block, to_block)]
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -346,7 +315,7 @@ class ChannelContract:
             Web3.to_checksum_address(counterparty), token_address, amount, settle_timeout
         )
         receipt = self._transact(key, "open", fn, value=0 if token else amount)
-        topic = _event_topic("ChannelOpened(bytes32,address,address,address,uint256,uint64)")
+        topic = compute_event_topic("ChannelOpened(bytes32,address,address,address,uint256,uint64)")
         for log in receipt["logs"]:
             if log["address"] == self.address and bytes(log["topics"][0]) == topic:
                 return OpenResult(ChannelId(bytes(log["topics"][1])), receipt)
@@ -403,169 +372,17 @@ class ChannelContract:
     # -- plumbing -------------------------------------------------------------------------
 
     def _call(self, name: str, *args: Any) -> Any:
-        try:
-            return self._contract.functions[name](*args).call()
-        except ContractLogicError as exc:
-            raise self._refused(name, exc) from exc
-        except Web3Exception as exc:
-            raise ChannelTxError(f"{name} call failed: {exc}") from exc
+        return self._l1.call(name, *args)
 
     def _transact(self, key: bytes, what: str, fn: ContractFunction, value: int = 0) -> TxReceipt:
-        account = Account.from_key(key)
-        with self._send_lock:
-            try:
-                params: TxParams = {
-                    "from": account.address,
-                    "value": Web3Wei(value),
-                    "nonce": self._w3.eth.get_transaction_count(account.address, "pending"),
-                }
-                tx = fn.build_transaction(params)
-                tx["gas"] = int(tx["gas"]) + int(tx["gas"]) // GAS_MARGIN_DIVISOR
-                signed = account.sign_transaction(cast(dict[str, Any], tx))
-                tx_hash = self._w3.eth.send_raw_transaction(signed.raw_transaction)
-            except ContractLogicError as exc:
-                raise self._refused(what, exc) from exc
-            except Web3Exception as exc:
-                raise ChannelTxError(f"{what} from {account.address} could not be sent: {exc}") from exc
-        try:
-            receipt = self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout)
-        except Web3Exception as exc:
-            raise ChannelTxError(
-                f"{what}: tx {tx_hash.to_0x_hex()} not mined within {self._timeout:.0f} s: {exc}"
-            ) from exc
-        if receipt["status"] != 1:
-            raise self._failed_on_chain(what, fn, account.address, value, receipt)
-        logger.debug("%s: tx %s, gas used %d", what, tx_hash.to_0x_hex(), receipt["gasUsed"])
-        return receipt
-
-    def _failed_on_chain(
-        self, what: str, fn: ContractFunction, sender: str, value: int, receipt: TxReceipt
-    ) -> ChannelTxError:
-        """Replay a reverted transaction as a call on its block to recover the reason."""
-        where = (f"{what}: tx {receipt['transactionHash'].to_0x_hex()} reverted in block "
-                 f"{receipt['blockNumber']} (gas used {receipt['gasUsed']})")
-        try:
-            fn.call({"from": Web3.to_checksum_address(sender), "value": Web3Wei(value)},
-                    block_identifier=receipt["blockNumber"])
-        except ContractLogicError as exc:
-            refused = self._refused(what, exc)
-            return ChannelTxError(f"{where}: {refused}", refused.error_name, refused.error_args)
-        except Web3Exception as exc:
-            return ChannelTxError(f"{where}; replaying it failed too: {exc}")
-        return ChannelTxError(f"{where}; the reason could not be recovered by replaying it")
-
-    def _refused(self, what: str, exc: ContractLogicError) -> ChannelTxError:
-        payload = _revert_payload(exc)
-        name, args = self._decode_error(payload)
-        if name is None and len(payload) >= 4:
-            return ChannelTxError(
-                f"{what} refused with revert data 0x{payload.hex()}: selector 0x{payload[:4].hex()} "
-                f"is none of {CONTRACT_NAME}'s errors (a contract it called, such as the token?)"
-            )
-        if name is None:
-            return ChannelTxError(f"{what} refused: {exc.message or exc}")
-        shown = ", ".join(f"{key}={_show(value)}" for key, value in args.items())
-        return ChannelTxError(f"{what} refused by the contract: {name}({shown})", name, args)
-
-    def _decode_error(self, payload: bytes) -> tuple[str | None, dict[str, Any]]:
-        if len(payload) < 4:
-            return None, {}
-        selector, body = payload[:4], payload[4:]
-        try:
-            if selector == _ERROR_STRING:
-                return "Error", {"reason": abi_decode(["string"], body)[0]}
-            if selector == _PANIC:
-                return "Panic", {"code": abi_decode(["uint256"], body)[0]}
-            if selector in self._errors:
-                name, names, types = self._errors[selector]
-                values = abi_decode(types, body)
-                return name, {
-                    key: Web3.to_checksum_address(value) if kind == "address" else _plain(value)
-                    for key, kind, value in zip(names, types, values, strict=True)
-                }
-        except Exception:  # a malformed payload: report the raw bytes
-            logger.debug("undecodable revert payload %s", payload.hex())
-        return None, {}
-
-    def _decode_log(self, log: LogReceipt) -> ChannelEvent | None:
-        if not log["topics"]:
-            return None
-        name = self._events.get(bytes(log["topics"][0]))
-        if name is None:
-            return None
-        decoded: EventData = self._contract.events[name]().process_log(log)
-        args = {key: _plain(value) for key, value in decoded["args"].items()}
-        channel_id = args.get("channelId")
-        return ChannelEvent(
-            name=name,
-            channel_id=ChannelId(channel_id) if isinstance(channel_id, bytes) else None,
-            args=args,
-            block_number=BlockNumber(int(log["blockNumber"])),
-            tx_hash=bytes(log["transactionHash"]),
-            log_index=int(log["logIndex"]),
-        )
+        return self._l1.transact(key, what, fn, value)
 
 
-def _revert_payload(exc: ContractLogicError) -> bytes:
-    """The revert data: a hex string (geth, Anvil, our node), a dict's ``data`` or the
-    ``return data: 0x..`` in the message (Hardhat)."""
-    data: Any = exc.data
-    if isinstance(data, Mapping):
-        data = data.get("data")
-    if not isinstance(data, str) or not data.startswith("0x"):
-        match = _RETURN_DATA_RE.search(str(exc.message or ""))
-        data = match.group(1) if match else None
-    try:
-        return bytes.fromhex(data[2:]) if isinstance(data, str) else b""
-    except ValueError:
-        return b""
-
-
-def _entries(abi: ABI) -> Sequence[Mapping[str, Any]]:
-    return cast(Sequence[Mapping[str, Any]], abi)
-
-
-def _abi_type(param: Mapping[str, Any]) -> str:
-    kind = str(param["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in param.get("components", ()))
-        return f"({inner}){kind[len('tuple'):]}"
-    return kind
-
-
-def _signature(entry: Mapping[str, Any]) -> str:
-    return f"{entry['name']}({','.join(_abi_type(p) for p in entry.get('inputs', ()))})"
-
-
-def _error_decoders(abi: ABI) -> dict[bytes, tuple[str, list[str], list[str]]]:
-    decoders = {}
-    for entry in _entries(abi):
-        if entry.get("type") != "error":
-            continue
-        inputs: Sequence[Mapping[str, Any]] = cast(Sequence[Mapping[str, Any]], entry.get("inputs", ()))
-        selector = bytes(keccak(_signature(entry).encode()))[:4]
-        decoders[selector] = (
-            str(entry["name"]),
-            [str(p["name"]) for p in inputs],
-            [_abi_type(p) for p in inputs],
-        )
-    return decoders
-
-
-def _event_topic(signature: str) -> bytes:
-    return bytes(keccak(signature.encode()))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return bytes(value)
-    if isinstance(value, tuple | list):
-        return tuple(_plain(v) for v in value)
-    return value
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    return str(value)
-
+def _channel_event(event: ContractEvent) -> ChannelEvent:
+    channel_id = event.args.get("channelId")
+    return ChannelEvent(
+        name=event.name,
+        channel_id=ChannelId(channel_id) if isinstance(channel_id, bytes) else None,
+        args=event.args, block_number=event.block_number, tx_hash=event.tx_hash,
+        log_index=event.log_index,
+    )
