@@ -80,7 +80,9 @@ def tx_steps(draw: st.DrawFn) -> bytes:
         else:
             bits = _WIDTH[kind]
             values[name] = draw(st.integers(0, 2**bits - 1) | st.integers(0, 300)
-                                | st.sampled_from([0, 2**bits - 1]))
+                                | st.sampled_from([0, 2**bits - 1])
+                                | st.builds(lambda m, e: m * 10**e, st.integers(0, 10**6),
+                                            st.integers(0, 76)).filter(lambda v, b=bits: v >> b == 0))
     tx: L2Tx = cls(**values)  # type: ignore[arg-type]
     step = SignedTx(tx, draw(signatures)).encode()
     return bytes([FORCED_KIND]) + step if draw(st.booleans()) else step
@@ -211,10 +213,15 @@ def _transfer(to: bytes, amount: int = 5, v: int = 27) -> bytes:
     (lambda d: d[:4] + b"\x80\x80\x80\x80\x10" + d[5:], "token above uint32"),
     (lambda d: d[:5] + b"\x7f" + d[6:], "address position past the dictionary"),
     (lambda d: d[:5] + b"\x00" + KNOWN[2] + d[6:], "literal address in the dictionary"),
+    (lambda d: d[:6] + encode_varint(10 << 5) + d[8:], "amount 10e0 instead of 1e1"),
+    (lambda d: d[:6] + encode_varint(3) + d[8:], "amount 0e3"),
+    (lambda d: d[:6] + encode_varint(2**255 << 5 | 1) + d[8:], "amount above uint256"),
+    (lambda d: d[:6] + b"\x80" * 40 + b"\x01" + d[8:], "amount varint too long"),
 ])
 def test_compact_refusals(state: RollupState, mutate: object, why: str) -> None:
     data = encode_compact([_transfer(KNOWN[1])], state)
-    assert data[3] == 0x81 and data[5] == 2  # tag Transfer v=27, token 0, KNOWN[1] at position 1
+    # tag Transfer v=27, token 0, KNOWN[1] at position 1, amount 5e0, nonce 0, r||s
+    assert data[3:9] == b"\x81\x00\x02\xa0\x01\x00" and len(data) == 9 + 64
     assert callable(mutate)
     with pytest.raises(MalformedEncoding):
         decode_compact(mutate(data), state)
@@ -229,6 +236,17 @@ def test_compact_refuses_empty_verbatim_and_empty_batches(state: RollupState) ->
         encode_compact([], state)
     with pytest.raises(MalformedEncoding):
         encode_compact([b""], state)
+
+
+@pytest.mark.parametrize(("amount", "packed"), [
+    (0, b"\x00"), (1, b"\x20"), (10**18, b"\x32"), (5 * 10**16, b"\xb0\x01"),
+    (10**40, encode_varint(10**9 << 5 | 31)), (123456789, encode_varint(123456789 << 5)),
+])
+def test_amounts_are_packed_in_decimal_floating_point(state: RollupState, amount: int,
+                                                      packed: bytes) -> None:
+    data = encode_compact([_transfer(KNOWN[1], amount=amount)], state)
+    assert data[6:6 + len(packed)] == packed
+    assert decode_compact(data, state) == [_transfer(KNOWN[1], amount=amount)]
 
 
 def test_a_bad_v_and_malformed_steps_go_verbatim(state: RollupState) -> None:

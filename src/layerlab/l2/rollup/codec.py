@@ -18,13 +18,19 @@ Three layers, each a byte-exact inverse pair, each refusing malformed input with
                  | 0x01 || step[1:105]                    -- a deposit (0xD0, 105 bytes)
                  | tag || field * n || r (32) || s (32)   -- a signed transaction
        tag      := 0x80 | forced << 4 | (v - 27) << 3 | kind      (kind 1..7, v 27 or 28)
-       field    := varint value                           -- uint32 / uint64 / uint256
+       field    := varint value                           -- uint32 / uint64
+                 | varint (mantissa << 5 | exponent)      -- uint256 = mantissa * 10**exponent
                  | varint (position + 1)                  -- an address in the dictionary
                  | 0x00 || address (20)                   -- an address not in it
 
    ``varint`` is unsigned LEB128 (7 bits a byte, least significant group first, high bit
    = more follows), minimal: no trailing ``0x00`` group except the single byte ``0x00``
    for zero; a value must fit the field's width (``uint32``, ``uint64``, ``uint256``).
+   A ``uint256`` (an amount, a minimum, shares) is packed in decimal floating point, as
+   zkSync packs amounts, but losslessly: ``exponent`` (0..31) is the number of trailing
+   decimal zeros, as many as fit, so ``10**18`` (one ether) is the single byte ``0x32``
+   instead of 8; canonical: ``mantissa`` is not a multiple of 10 unless ``exponent`` is
+   31, and zero is ``0x00``. It costs 5 bits on an amount with no trailing zero.
    ``forced`` says the original step was ``0xF0 || <transaction step>``. A transaction
    is carried in its fields and ``kind``; the decoder rebuilds its fixed-width step
    (``txs.py``), so the bytes come back exactly. Anything that is not a well-formed
@@ -47,8 +53,11 @@ Three layers, each a byte-exact inverse pair, each refusing malformed input with
 
    **The floor.** The sender is not written at all (it is recovered from the signature),
    but the signature is: 64 random-looking bytes a transaction, which no compressor
-   shrinks. A transfer between known accounts with an 18-digit amount costs about 77
-   bytes here against 132 in the inbox form, of which 65 are the tag and ``r || s``.
+   shrinks. Measured (``layerlab.bench.rollup_codec``, 1024 transfers among 50 accounts):
+   132 bytes a transfer in the inbox form, 77.7 compact with random wei amounts and 70.4
+   with round ones (three significant digits), of which 65 are the tag and ``r || s``;
+   zlib or brotli over the inbox form gets 79.3 / 76.5, over the compact form nothing
+   more. With 80% of payments to new addresses (20 literal bytes each): 90.8 / 83.2.
    Rollups that go below this aggregate signatures (BLS, as in Hubble / the "BLS wallet"
    designs) or post none at all and prove validity instead (zkSync, StarkNet).
 
@@ -214,6 +223,31 @@ def decode_varint(data: bytes, at: int, bits: int = 64) -> tuple[int, int]:
 
 
 # -- compact form -----------------------------------------------------------------------
+_EXPONENT_BITS: Final = 5
+_MAX_EXPONENT: Final = (1 << _EXPONENT_BITS) - 1
+
+
+def _pack_amount(value: int) -> int:
+    """``mantissa << 5 | exponent`` with ``value = mantissa * 10**exponent``, exponent max."""
+    exponent = 0
+    while value and exponent < _MAX_EXPONENT and value % 10 == 0:
+        value //= 10
+        exponent += 1
+    return value << _EXPONENT_BITS | exponent
+
+
+def _unpack_amount(packed: int, at: int) -> int:
+    mantissa, exponent = packed >> _EXPONENT_BITS, packed & _MAX_EXPONENT
+    if (exponent != 0) if mantissa == 0 else (mantissa % 10 == 0 and exponent < _MAX_EXPONENT):
+        raise MalformedEncoding(f"compact batch before {at}: amount {mantissa}e{exponent} "
+                                "is not in canonical form")
+    value: int = mantissa * 10**exponent
+    if value >> 256:
+        raise MalformedEncoding(f"compact batch before {at}: amount {mantissa}e{exponent} "
+                                "does not fit in uint256")
+    return value
+
+
 class _Dictionary:
     """Address <-> position: the accounts at batch start, then first credits in order."""
 
@@ -236,7 +270,7 @@ def _compact_tx(signed: SignedTx, forced: bool, book: _Dictionary) -> bytes | No
     for kind, name in tx.STRUCT.members:
         value = getattr(tx, name)
         if kind != "address":
-            out.append(encode_varint(value))
+            out.append(encode_varint(_pack_amount(value) if kind == "uint256" else value))
             continue
         position = book.position.get(value)
         out.append(b"\0" + value if position is None else encode_varint(position + 1))
@@ -285,6 +319,10 @@ def _decode_tx(data: bytes, at: int, tag: int, book: _Dictionary) -> tuple[bytes
     cls: type[L2Tx] = TX_TYPES[kind]
     values: dict[str, Any] = {}
     for field_kind, name in cls.STRUCT.members:
+        if field_kind == "uint256":
+            packed, at = decode_varint(data, at, 256 + _EXPONENT_BITS)
+            values[name] = _unpack_amount(packed, at)
+            continue
         if field_kind != "address":
             values[name], at = decode_varint(data, at, _WIDTH_BITS[field_kind])
             continue
