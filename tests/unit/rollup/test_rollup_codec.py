@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from layerlab.errors import MalformedEncoding
 from layerlab.l2.rollup.codec import (
+    MAX_DECOMPRESSED,
     MAX_STEP_BYTES,
     MAX_STEPS,
     brotli_available,
@@ -47,6 +48,7 @@ ADDR = [bytes.fromhex(Account.from_key(k).address[2:]) for k in KEYS]
 KNOWN = [bytes([0xA0 + i]) * 20 for i in range(8)]
 NEW = [bytes([0xB0 + i]) * 20 for i in range(4)]
 ALGORITHMS = ["stored", "zlib", *(["brotli"] if brotli_available() else [])]
+TAGS = {"stored": 0, "zlib": 1, "brotli": 2}
 _WIDTH = {"uint32": 32, "uint64": 64, "uint256": 256}
 
 
@@ -62,6 +64,10 @@ def funded_state(addresses: list[bytes]) -> RollupState:
 @pytest.fixture(scope="module")
 def state() -> RollupState:
     return funded_state(KNOWN)
+
+
+LATER = funded_state([*KNOWN, *NEW])
+EARLIER = funded_state(KNOWN[:3])
 
 
 # -- strategies -------------------------------------------------------------------------
@@ -164,10 +170,9 @@ def test_compact_decodes_the_same_against_a_later_state(state: RollupState,
     """Accounts are append-only, so a batch encoded at ``base`` accounts decodes the same
     against any state with more; fewer is refused."""
     data = encode_compact(steps, state)
-    later = funded_state([*KNOWN, *NEW])
-    assert decode_compact(data, later) == steps
+    assert decode_compact(data, LATER) == steps
     with pytest.raises(MalformedEncoding):
-        decode_compact(data, funded_state(KNOWN[:3]))
+        decode_compact(data, EARLIER)
 
 
 @settings(max_examples=200, deadline=None)
@@ -306,18 +311,24 @@ def test_compact_batch_of_100_transfers_is_much_smaller(state: RollupState) -> N
                                                   st.integers(1, 500)))
 def test_compression_round_trips(algorithm: str, data: bytes) -> None:
     packed = compress(data, algorithm)
-    assert packed[0] == {"stored": 0, "zlib": 1, "brotli": 2}[algorithm]
+    assert packed[0] == TAGS[algorithm]
     assert decompress(packed) == data
+    smallest = compress(data, "smallest")
+    assert len(smallest) <= len(packed) and decompress(smallest) == data
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_a_zip_bomb_is_refused(algorithm: str) -> None:
-    bomb = compress(b"\0" * (5 * 1024 * 1024), algorithm)
+    """Past the largest valid batch (about 16 MiB), output is refused, however small the
+    input: 40 bytes of brotli or 17 kB of zlib inflate to 17 MiB of zeros."""
+    size = MAX_DECOMPRESSED + 1
+    assert size > MAX_STEPS * (2 + MAX_STEP_BYTES)
+    bomb = compress(bytes(size), algorithm)
     if algorithm != "stored":
         assert len(bomb) < 40_000
     with pytest.raises(MalformedEncoding, match="exceeds"):
         decompress(bomb)
-    assert decompress(bomb, limit=6 * 1024 * 1024) == b"\0" * (5 * 1024 * 1024)
+    assert decompress(bomb, limit=size) == bytes(size)
     small = compress(b"\0" * 1001, algorithm)
     with pytest.raises(MalformedEncoding, match="exceeds"):
         decompress(small, limit=1000)

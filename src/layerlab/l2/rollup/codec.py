@@ -68,11 +68,19 @@ Three layers, each a byte-exact inverse pair, each refusing malformed input with
    channel are RLP-encoded and the whole channel is compressed with zlib, or since Fjord
    with brotli behind a version byte ``0x01`` (OP Stack specification, "Derivation",
    section "Channel Format", https://specs.optimism.io/protocol/derivation.html), and
-   what Arbitrum does with its sequencer batches, brotli-compressed behind a header byte
-   (Arbitrum Nitro, ``arbstate/inbox.go``, ``BrotliMessageHeaderByte``). Decompression is
-   bounded: output past :data:`MAX_DECOMPRESSED` (4 MiB, the OP Stack's
-   ``MAX_RLP_BYTES_PER_CHANNEL`` is 10 MB since Fjord) is refused, so a small input that
-   inflates without end (a "zip bomb") costs a bounded amount of memory and time.
+   what Arbitrum does with its sequencer batches: a batch whose header byte is
+   ``BrotliMessageHeaderByte`` (0x00) is brotli-compressed RLP segments (Arbitrum Nitro,
+   ``daprovider``; earlier ``arbstate``). ``compress(data, "smallest")`` tries every
+   available algorithm and keeps the shortest output, ``stored`` included: a batch of
+   compact transfers is mostly signatures and a compressor can make it longer.
+
+   Decompression is bounded, as both of those readers bound theirs (the OP Stack reads
+   at most ``MAX_RLP_BYTES_PER_CHANNEL``, 10,000,000 bytes, 100,000,000 since Fjord;
+   Nitro's ``MaxDecompressedLen``): output past :data:`MAX_DECOMPRESSED` is refused, so a
+   small input that inflates without end (a "zip bomb") costs a bounded amount of memory
+   and time. The default bound is the largest batch either form can hold (4096 verbatim
+   steps of 4096 bytes, 16,789,520 bytes), so no valid batch is refused; a reader that
+   knows its batches are smaller passes a smaller ``limit``.
 """
 
 from __future__ import annotations
@@ -118,7 +126,8 @@ __all__ = [
 
 MAX_STEPS: Final = 4096
 MAX_STEP_BYTES: Final = 4096
-MAX_DECOMPRESSED: Final = 4 * 1024 * 1024
+MAX_DECOMPRESSED: Final = MAX_STEPS * (3 + MAX_STEP_BYTES) + 16
+"""The largest compact batch (a verbatim entry is 3 + 4096 bytes) and so inbox batch."""
 COMPACT_VERSION: Final = 0x01
 TAG_VERBATIM: Final = 0x00
 TAG_DEPOSIT: Final = 0x01
@@ -385,7 +394,11 @@ def decode_compact(data: bytes, state: RollupState) -> list[bytes]:
 
 # -- compression ------------------------------------------------------------------------
 def compress(data: bytes, algorithm: str = "zlib") -> bytes:
-    """``algorithm byte || stream``: ``stored``, ``zlib`` (level 9) or ``brotli`` (q 11)."""
+    """``algorithm byte || stream``: ``stored``, ``zlib`` (level 9), ``brotli`` (quality
+    11) or ``smallest`` (the shortest of those available; ties go to the first tried)."""
+    if algorithm == "smallest":
+        names = ["stored", "zlib", *(["brotli"] if _brotli is not None else [])]
+        return min((compress(data, name) for name in names), key=len)
     if algorithm == "stored":
         return bytes([STORED]) + data
     if algorithm == "zlib":
