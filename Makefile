@@ -35,6 +35,7 @@ bench: deps
 	$(BIN)/python -m layerlab.bench.l1_transfers
 	$(BIN)/python -m layerlab.bench.channels
 	$(BIN)/python -m layerlab.bench.consensus
+	$(BIN)/python -m layerlab.bench.rollup_codec
 
 lint: deps
 	$(BIN)/ruff check src tests
