@@ -1,0 +1,268 @@
+"""The optimistic rollup's off-chain side: batches, the verifier's moves, the L1 client.
+
+An optimistic rollup (the OP Stack, Arbitrum) posts batches and state roots to L1
+without proofs; anyone who re-executes a batch and gets another root disputes it within the
+challenge window and wins an interactive bisection game (Arbitrum whitepaper, 2018,
+section 4) that ends with ONE step re-executed on L1 (``RollupProver.sol``). This module
+holds what both parties compute:
+
+- :class:`Batch`: a batch's steps, the Merkle tree ``OptimisticRollup.submitBatch``
+  stores (``keccak256(step)`` leaves padded with zero leaves to a power of two, parents
+  ``keccak256(left || right)``) and each step's inclusion proof;
+- :class:`ExecutedBatch`: the batch re-executed from the state before it: the root
+  before every step (``roots[i]``; ``roots[-1]`` is the honest post-state root), and the
+  witness of any step for the one-step proof;
+- :func:`choose`: the honest challenger's move (agree with the defender's midpoint root iff
+  it is the root the challenger computed), and :func:`compute_bisection`: the honest
+  defender's;
+- :class:`RollupContract`: the ``OptimisticRollup`` contract through the shared L1 client.
+
+The contract's queue checks make deposits and forced transactions impossible to skip; an
+invalid L2 transaction is a no-op; so the only way to cheat is a wrong root, and one honest
+verifier suffices to remove it (the "1-of-N" trust assumption).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from eth_hash.auto import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from layerlab.contracts import deploy, get_contract, load_artifact
+from layerlab.crypto.eip712 import Domain
+from layerlab.l2.l1client import ContractEvent, L1Contract, L1TxError
+from layerlab.l2.rollup.codec import encode_inbox
+from layerlab.l2.rollup.machine import Receipt, RollupError, RollupState, apply_step
+from layerlab.l2.rollup.txs import rollup_domain
+from layerlab.l2.rollup.witness import StepWitness, compute_step_witness, prove_withdrawal
+
+__all__ = [
+    "Batch",
+    "ExecutedBatch",
+    "RollupConfig",
+    "RollupContract",
+    "RollupTxError",
+    "choose",
+    "compute_bisection",
+    "deploy_rollup",
+    "execute_batch",
+    "play_challenger",
+]
+
+ZERO: Final = b"\0" * 32
+
+
+class RollupTxError(L1TxError, RollupError):
+    """An ``OptimisticRollup`` call or transaction was refused (its custom error by name)."""
+
+    def __init__(self, message: str, error_name: str | None = None,
+                 error_args: Any = None) -> None:
+        Exception.__init__(self, message)  # both bases' __init__ take other arguments
+        self.error_name = error_name
+        self.error_args = dict(error_args or {})
+        self.check = error_name or "l1"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    steps: tuple[bytes, ...]
+
+    @property
+    def inbox(self) -> bytes:
+        """The calldata ``submitBatch`` takes (``uint16 length || step`` each)."""
+        return encode_inbox(self.steps)
+
+    def levels(self) -> list[list[bytes]]:
+        width = 1
+        while width < len(self.steps):
+            width *= 2
+        level = [bytes(keccak(s)) for s in self.steps] + [ZERO] * (width - len(self.steps))
+        levels = [level]
+        while len(level) > 1:
+            level = [bytes(keccak(level[i] + level[i + 1])) for i in range(0, len(level), 2)]
+            levels.append(level)
+        return levels
+
+    @property
+    def steps_root(self) -> bytes:
+        return self.levels()[-1][0]
+
+    def step_proof(self, index: int) -> list[bytes]:
+        """Siblings of leaf ``index``, bottom up (``proveStep``'s ``stepProof``)."""
+        return [level[(index >> depth) ^ 1] for depth, level in enumerate(self.levels()[:-1])]
+
+
+@dataclass(slots=True)
+class ExecutedBatch:
+    """A batch re-executed from the state before it (which is kept, copied)."""
+
+    batch: Batch
+    before: RollupState
+    roots: list[int]
+    receipts: list[Receipt]
+    domain: Domain
+
+    @property
+    def post_root(self) -> int:
+        return self.roots[-1]
+
+    def witness(self, index: int) -> StepWitness:
+        """The one-step proof witness of step ``index`` (re-executes steps before it)."""
+        state = copy.deepcopy(self.before)
+        for step in self.batch.steps[:index]:
+            apply_step(state, step, self.domain)
+        return compute_step_witness(state, self.batch.steps[index], self.domain)
+
+
+def execute_batch(state: RollupState, batch: Batch, domain: Domain) -> ExecutedBatch:
+    """Apply ``batch`` to ``state`` (which advances) and record the root before each step."""
+    before = copy.deepcopy(state)
+    roots, receipts = [state.root], []
+    for step in batch.steps:
+        receipts.append(apply_step(state, step, domain))
+        roots.append(state.root)
+    return ExecutedBatch(batch, before, roots, receipts, domain)
+
+
+def compute_bisection(executed: ExecutedBatch, lo: int, hi: int) -> int:
+    """The honest defender's move: the root before step ``(lo + hi) // 2``."""
+    return executed.roots[(lo + hi) // 2]
+
+
+def choose(executed: ExecutedBatch, lo: int, hi: int, mid_root: int) -> bool:
+    """The honest challenger's move: agree iff the midpoint root is the one it computed.
+
+    Agreeing moves the dispute to ``[mid, hi]``, disagreeing to ``[lo, mid]``; either
+    way the range still starts at a root both accept and ends at one the challenger
+    rejects, so after log2(steps) moves one step is left, and the L1 re-executes it.
+    """
+    return executed.roots[(lo + hi) // 2] == mid_root
+
+
+@dataclass(frozen=True, slots=True)
+class RollupConfig:
+    """``OptimisticRollup.Config`` (seconds, seconds, L1 blocks, wei, wei)."""
+
+    challenge_window: int
+    move_timeout: int
+    inclusion_delay: int
+    proposer_bond: int
+    challenger_bond: int
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (self.challenge_window, self.move_timeout, self.inclusion_delay,
+                self.proposer_bond, self.challenger_bond)
+
+
+MINIMAL: Final = RollupConfig(challenge_window=600, move_timeout=60, inclusion_delay=5,
+                              proposer_bond=10**18, challenger_bond=10**17)
+MAINNET_LIKE: Final = RollupConfig(challenge_window=7 * 24 * 3600, move_timeout=3600 * 24,
+                                   inclusion_delay=7200, proposer_bond=10**18,
+                                   challenger_bond=10**17)
+"""OP Stack mainnet: 7-day window; Arbitrum's delayed inbox force-inclusion is 24 h (~7,200
+blocks at 12 s)."""
+
+
+def deploy_rollup(w3: Web3, deployer: str, sequencer: str, config: RollupConfig = MINIMAL,
+                  genesis: RollupState | None = None) -> RollupContract:
+    """Deploy a ``RollupProver`` and an ``OptimisticRollup`` using it, from ``deployer``."""
+    prover = deploy(w3, load_artifact("RollupProver"), sender=deployer)
+    root = (genesis or RollupState()).root.to_bytes(32, "big")
+    contract = deploy(w3, load_artifact("OptimisticRollup"), sequencer, prover.address, root,
+                      config.as_tuple(), sender=deployer)
+    return RollupContract(w3, contract, prover.address)
+
+
+class RollupContract:
+    """``OptimisticRollup`` (and its prover's domain) through :class:`L1Contract`."""
+
+    def __init__(self, w3: Web3, contract: Contract, prover: str) -> None:
+        self.l1 = L1Contract(w3, contract, name="OptimisticRollup", error=RollupTxError)
+        self.fn = contract.functions
+        self.domain = rollup_domain(w3.eth.chain_id, bytes.fromhex(prover[2:]))
+
+    @classmethod
+    def at(cls, w3: Web3, address: str) -> RollupContract:
+        contract = get_contract(w3, load_artifact("OptimisticRollup"), address)
+        return cls(w3, contract, contract.functions.prover().call())
+
+    # -- reads
+    def batch_count(self) -> int:
+        return int(self.l1.call("batchCount"))
+
+    def state_root(self, index: int) -> int:
+        return int.from_bytes(self.l1.call("getBatch", index)[0], "big")
+
+    def dispute(self, dispute_id: int) -> dict[str, Any]:
+        d = self.l1.call("disputes", dispute_id)
+        keys = ("batchIndex", "lo", "hi", "deadline", "turn", "challenger", "defender",
+                "loRoot", "hiRoot", "midRoot", "challengerBond")
+        return dict(zip(keys, d, strict=True))
+
+    def events(self, from_block: int) -> list[ContractEvent]:
+        return self.l1.events(from_block)
+
+    # -- the parties' moves
+    def bond(self, key: bytes, amount: int) -> TxReceipt:
+        return self.l1.transact(key, "bond", self.fn.bond(), amount)
+
+    def deposit_eth(self, key: bytes, to: str, amount: int) -> TxReceipt:
+        return self.l1.transact(key, "depositETH", self.fn.depositETH(to), amount)
+
+    def submit_batch(self, key: bytes, batch: Batch, state_root: int) -> TxReceipt:
+        return self.l1.transact(key, "submitBatch",
+                                self.fn.submitBatch(batch.inbox, state_root.to_bytes(32, "big")))
+
+    def challenge(self, key: bytes, batch_index: int, bond: int) -> int:
+        receipt = self.l1.transact(key, "challenge", self.fn.challenge(batch_index), bond)
+        opened = [e for e in self.l1.receipt_events(receipt) if e.name == "DisputeOpened"]
+        return int(opened[0].args["disputeId"])
+
+    def bisect(self, key: bytes, dispute_id: int, mid_root: int) -> TxReceipt:
+        return self.l1.transact(key, "bisect",
+                                self.fn.bisect(dispute_id, mid_root.to_bytes(32, "big")))
+
+    def choose(self, key: bytes, dispute_id: int, agree: bool) -> TxReceipt:
+        return self.l1.transact(key, "choose", self.fn.choose(dispute_id, agree))
+
+    def prove_step(self, key: bytes, dispute_id: int, executed: ExecutedBatch,
+                   index: int) -> TxReceipt:
+        w = executed.witness(index)
+        fn = self.fn.proveStep(dispute_id, executed.batch.steps[index],
+                               executed.batch.step_proof(index), w.witness)
+        return self.l1.transact(key, "proveStep", fn)
+
+    def finalize_withdrawal(self, key: bytes, batch_index: int, state: RollupState,
+                            withdrawal_id: int) -> TxReceipt:
+        recipient, l1_token, amount = state.withdrawals[withdrawal_id]
+        fn = self.fn.finalizeWithdrawal(batch_index, withdrawal_id,
+                                        Web3.to_checksum_address(recipient),
+                                        Web3.to_checksum_address(l1_token), amount,
+                                        prove_withdrawal(state, withdrawal_id))
+        return self.l1.transact(key, "finalizeWithdrawal", fn)
+
+
+def play_challenger(rollup: RollupContract, key: bytes, dispute_id: int,
+                    executed: ExecutedBatch, defender: Callable[[int, int], object]) -> None:
+    """Drive a dispute to its end as the honest challenger, calling ``defender(lo, hi)``
+    (which bisects, or does not) when it is the defender's turn. Bounded: a dispute over
+    n steps takes about 2 log2(n) moves."""
+    for _ in range(64):
+        d = rollup.dispute(dispute_id)
+        turn, lo, hi = int(d["turn"]), int(d["lo"]), int(d["hi"])
+        if turn == 0:
+            return
+        if turn == 1:
+            defender(lo, hi)
+        elif turn == 2:
+            rollup.choose(key, dispute_id, choose(executed, lo, hi,
+                                                  int.from_bytes(d["midRoot"], "big")))
+        else:
+            rollup.prove_step(key, dispute_id, executed, lo)
+    raise RollupError("dispute", f"dispute {dispute_id} did not end within 64 moves")

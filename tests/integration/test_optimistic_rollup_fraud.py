@@ -1,0 +1,180 @@
+"""The optimistic rollup for real: the L2 machine, RollupProver.sol and OptimisticRollup.sol
+on a node process, driven by web3.py.
+
+A deposit made on L1 is credited on L2 through the queue; an honest batch is posted; a
+sequencer that posts a fraudulent state root (it credits itself 100 ETH out of nothing) is
+challenged by an honest verifier, loses the bisection game at the one-step proof on L1,
+its bond and its batch; a false challenge of an honest batch loses the challenger's bond;
+a withdrawal is paid once after the challenge window and refused before it and twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+from web3 import Web3
+
+from layerlab.crypto.keys import derive_dev_accounts
+from layerlab.l2.rollup.machine import ETH, RollupState, apply_step
+from layerlab.l2.rollup.optimistic import (
+    MINIMAL,
+    Batch,
+    ExecutedBatch,
+    RollupContract,
+    RollupTxError,
+    deploy_rollup,
+    execute_batch,
+    play_challenger,
+)
+from layerlab.l2.rollup.txs import Transfer, Withdraw, sign_tx
+from tests.nodeproc import NodeProcess, rpc
+
+pytestmark = pytest.mark.slow
+
+DEV = derive_dev_accounts()
+DEPLOYER, SEQUENCER, ALICE, BOB, VERIFIER = DEV[0], DEV[1], DEV[2], DEV[3], DEV[4]
+ETHER = 10**18
+
+
+def addr(account) -> bytes:  # type: ignore[no-untyped-def]
+    return account.address_bytes
+
+
+@pytest.fixture()
+def rollup(node: NodeProcess, w3: Web3) -> Iterator[RollupContract]:
+    r = deploy_rollup(w3, DEPLOYER.address, SEQUENCER.address, MINIMAL)
+    r.bond(SEQUENCER.private_key, MINIMAL.proposer_bond)
+    yield r
+
+
+def advance(node: NodeProcess, w3: Web3, seconds: int) -> None:
+    head = w3.eth.get_block("latest")["timestamp"]
+    rpc(node.url, "evm_mine", [head + seconds])
+
+
+def deposit(rollup: RollupContract, who, amount: int) -> bytes:  # type: ignore[no-untyped-def]
+    receipt = rollup.deposit_eth(who.private_key, who.address, amount)
+    (event,) = [e for e in rollup.l1.receipt_events(receipt) if e.name == "DepositQueued"]
+    return bytes(event.args["step"])
+
+
+def first_batch(rollup: RollupContract, state: RollupState) -> tuple[ExecutedBatch, int]:
+    """Alice deposits 5 ETH, pays Bob 1 and withdraws 2 to L1; the sequencer posts it."""
+    d = rollup.domain
+    steps = [
+        deposit(rollup, ALICE, 5 * ETHER),
+        sign_tx(Transfer(nonce=0, token=ETH, to=addr(BOB), amount=ETHER), ALICE.private_key,
+                d).encode(),
+        sign_tx(Withdraw(nonce=1, token=ETH, amount=2 * ETHER, recipient=addr(ALICE)),
+                ALICE.private_key, d).encode(),
+    ]
+    executed = execute_batch(state, Batch(tuple(steps)), d)
+    assert all(r.ok for r in executed.receipts)
+    rollup.submit_batch(SEQUENCER.private_key, executed.batch, executed.post_root)
+    return executed, rollup.batch_count() - 1
+
+
+def bob_batch(rollup: RollupContract, state: RollupState) -> Batch:
+    d = rollup.domain
+    return Batch(tuple(
+        sign_tx(Transfer(nonce=i, token=ETH, to=addr(ALICE), amount=ETHER // 10), BOB.private_key,
+                d).encode() for i in range(5)))
+
+
+def test_a_fraudulent_root_is_proven_false_on_chain(node: NodeProcess, w3: Web3,
+                                                    rollup: RollupContract) -> None:
+    honest = RollupState()
+    _, index1 = first_batch(rollup, honest)
+    assert rollup.state_root(index1) == honest.root
+
+    # The sequencer's batch is five valid transfers from Bob, but the roots it claims come
+    # from a state in which the sequencer credited itself 100 ETH during step 2.
+    batch = bob_batch(rollup, honest)
+    lying_state = copy.deepcopy(honest)
+    lying_roots = [lying_state.root]
+    for i, step in enumerate(batch.steps):
+        apply_step(lying_state, step, rollup.domain)
+        if i == 2:
+            lying_state._set_balance(ETH, lying_state.index_of.get(addr(BOB), 0), 100 * ETHER)
+        lying_roots.append(lying_state.root)
+    rollup.submit_batch(SEQUENCER.private_key, batch, lying_roots[-1])
+    index2 = rollup.batch_count() - 1
+
+    # The verifier re-executes the batch from its own copy of the state and disagrees.
+    verifier = execute_batch(copy.deepcopy(honest), batch, rollup.domain)
+    assert verifier.post_root != rollup.state_root(index2)
+    before = w3.eth.get_balance(VERIFIER.address)
+    dispute = rollup.challenge(VERIFIER.private_key, index2, MINIMAL.challenger_bond)
+
+    def lying_defender(lo: int, hi: int) -> None:
+        rollup.bisect(SEQUENCER.private_key, dispute, lying_roots[(lo + hi) // 2])
+
+    play_challenger(rollup, VERIFIER.private_key, dispute, verifier, lying_defender)
+    resolved = [e for e in rollup.events(0) if e.name == "DisputeResolved"]
+    assert resolved[-1].args["winner"] == VERIFIER.address
+    assert "wrong" in resolved[-1].args["how"]
+    assert rollup.batch_count() == index2  # the false batch is gone
+    assert rollup.l1.call("bonds", SEQUENCER.address) == 0
+    # the verifier got its bond back and half the sequencer's, minus gas
+    assert w3.eth.get_balance(VERIFIER.address) > before + MINIMAL.proposer_bond // 2 - ETHER // 100
+
+
+def test_a_false_challenge_loses_its_bond(node: NodeProcess, w3: Web3,
+                                          rollup: RollupContract) -> None:
+    honest = RollupState()
+    first_batch(rollup, honest)
+    batch = bob_batch(rollup, honest)
+    executed = execute_batch(honest, batch, rollup.domain)
+    rollup.submit_batch(SEQUENCER.private_key, batch, executed.post_root)
+    index = rollup.batch_count() - 1
+
+    # A griefer disputes the honest root and disagrees with every honest midpoint.
+    griefer = DEV[5]
+    dispute = rollup.challenge(griefer.private_key, index, MINIMAL.challenger_bond)
+    for _ in range(16):
+        d = rollup.dispute(dispute)
+        turn, lo, hi = int(d["turn"]), int(d["lo"]), int(d["hi"])
+        if turn == 1:
+            rollup.bisect(SEQUENCER.private_key, dispute, executed.roots[(lo + hi) // 2])
+        elif turn == 2:
+            rollup.choose(griefer.private_key, dispute, False)
+        else:
+            break
+    assert int(rollup.dispute(dispute)["turn"]) == 3
+    # the one-step proof, by whoever sends it, shows the defender's root is right
+    rollup.prove_step(SEQUENCER.private_key, dispute, executed, int(rollup.dispute(dispute)["lo"]))
+    resolved = [e for e in rollup.events(0) if e.name == "DisputeResolved"]
+    assert resolved[-1].args["winner"] == SEQUENCER.address
+    assert rollup.batch_count() == index + 1
+    assert rollup.l1.call("bonds", SEQUENCER.address) == MINIMAL.proposer_bond \
+        + MINIMAL.challenger_bond // 2
+
+
+def test_a_withdrawal_is_paid_once_after_the_window(node: NodeProcess, w3: Web3,
+                                                    rollup: RollupContract) -> None:
+    honest = RollupState()
+    _, index = first_batch(rollup, honest)
+    with pytest.raises(RollupTxError) as err:
+        rollup.finalize_withdrawal(BOB.private_key, index, honest, 0)
+    assert err.value.error_name == "NotFinal"
+    advance(node, w3, MINIMAL.challenge_window + 1)
+    before = w3.eth.get_balance(ALICE.address)
+    rollup.finalize_withdrawal(BOB.private_key, index, honest, 0)  # anyone may send it
+    assert w3.eth.get_balance(ALICE.address) == before + 2 * ETHER
+    with pytest.raises(RollupTxError) as err:
+        rollup.finalize_withdrawal(BOB.private_key, index, honest, 0)
+    assert err.value.error_name == "AlreadyWithdrawn"
+
+
+def test_a_forged_withdrawal_proof_is_refused(node: NodeProcess, w3: Web3,
+                                              rollup: RollupContract) -> None:
+    honest = RollupState()
+    _, index = first_batch(rollup, honest)
+    advance(node, w3, MINIMAL.challenge_window + 1)
+    forged = copy.deepcopy(honest)
+    forged.withdrawals[0] = (addr(BOB), b"\0" * 20, 4 * ETHER)  # claims 4 ETH to Bob
+    with pytest.raises(RollupTxError) as err:
+        rollup.finalize_withdrawal(BOB.private_key, index, forged, 0)
+    assert err.value.error_name == "BadWithdrawalProof"
