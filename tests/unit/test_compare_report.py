@@ -73,7 +73,7 @@ def test_security_and_decentralization_follow_the_trust_model() -> None:
 
 
 def test_systems_not_built_and_unsupported_pairs_have_no_figures() -> None:
-    result = run_compare(CompareOptions(systems=("plasma", "zk-rollup", "optimistic-rollup")))
+    result = run_compare(CompareOptions(systems=("plasma", "zk-rollup")))
     assert {r.status for r in result.rows} == {NOT_AVAILABLE}
     assert all(r.tps is None and r.l1_gas_per_tx is None for r in result.rows)
     assert {r.reason for r in result.rows if r.system == "plasma"} == {"not built yet (issue 13)"}

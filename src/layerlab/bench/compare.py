@@ -102,7 +102,8 @@ SYSTEMS: dict[str, SystemInfo] = {s.key: s for s in (
                           "one honest verifier must watch the batches",
                           "anyone may post batches once the sequencer is overdue",
                           1, False, True, False),
-               "challenge window over", "the challenge window", built=False, issue=11),
+               "challenge window over (minimal preset: 600 s; mainnet-like: 7 days)",
+               "the challenge window"),
     SystemInfo("zk-rollup", "ZK rollup (Groth16)", "L2", "batch size",
                TrustModel("no one: every batch carries a validity proof",
                           "nothing", "users exit with a proof against the last root",
@@ -188,6 +189,25 @@ def _devnet(gas_limit: int = 100_000_000) -> Iterator[tuple[str, list[bytes]]]:
     node = Node(config, mining=MiningMode.INTERVAL, block_time=DEVNET_BLOCK_TIME)
     with BackgroundNode(node) as url:
         yield url, [a.private_key for a in config.dev_accounts]
+
+
+@contextlib.contextmanager
+def _devnet_process() -> Iterator[tuple[str, list[bytes]]]:
+    """A devnet node in its own OS process (automining), for services that share the
+    machine with it: an L2 sequencer in this process must not share its GIL with py-evm."""
+    from layerlab.orchestration import free_port, spawn, stop, wait_rpc
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="layerlab-l1-") as tmp:
+        log_path = Path(tmp) / "node.log"
+        proc = spawn(["node", "--port", str(port), "--in-memory", "--quiet"], log_path)
+        try:
+            wait_rpc(url, proc, log_path=log_path)
+            yield url, [a.private_key for a in derive_dev_accounts()]
+        finally:
+            stop([proc.pid])
+            proc.wait(timeout=15)
 
 
 def _run_devnet(opts: CompareOptions, progress: Progress) -> tuple[list[Measurement],
@@ -341,6 +361,50 @@ def _run_channels(opts: CompareOptions, progress: Progress) -> tuple[list[Measur
     return rows, points
 
 
+def _run_rollup(opts: CompareOptions, progress: Progress) -> tuple[list[Measurement],
+                                                                    list[ScalingPoint]]:
+    from layerlab.bench.rollup import RollupRun, measure_rollup
+    from layerlab.l2.rollup.optimistic import MAINNET_LIKE, MINIMAL
+
+    config = MAINNET_LIKE if opts.preset == "mainnet-like" else MINIMAL
+
+    def row(run: RollupRun) -> Measurement:
+        n = max(run.transactions, 1)
+        return Measurement(
+            system="optimistic-rollup", workload=run.workload, status=MEASURED,
+            reason="; ".join(filter(None, [
+                f"{run.refused} refused by the sequencer" if run.refused else "",
+                f"TPS is what reached L1; the sequencer admits "
+                f"{run.transactions / run.execute_seconds:,.0f}/s" if run.execute_seconds else ""])),
+            transactions=run.transactions, seconds=run.seconds, tps=run.tps,
+            soft_ms=tuple(run.soft_ms), final_s=(float(run.challenge_window),),
+            l1_gas_per_tx=run.l1_gas / n, l1_bytes_per_tx=run.inbox_bytes / n,
+            fee_wei_per_tx=run.l1_fee_wei / n, withdrawal_delay_s=float(run.challenge_window),
+            source="sequencer admission timings (in process); L1 gas, fee and bytes from the "
+                   "submitBatch receipts; finality = the contract's challenge window",
+            extra={"batches": run.batches, "batch_size": opts.batch_size,
+                   "compressed_bytes_per_tx": run.compressed_bytes / n,
+                   "execute_tps": run.transactions / run.execute_seconds
+                   if run.execute_seconds else None})
+
+    workloads = tuple(w for w in opts.workloads if w in WORKLOADS)
+    with _devnet_process() as (url, keys):
+        progress(f"optimistic rollup: {opts.tx} x {', '.join(workloads)} in batches of "
+                 f"{opts.batch_size}")
+        runs, _setup = measure_rollup(url, keys, workloads, opts.tx, opts.batch_size, config)
+        rows = [row(run) for run in runs]
+        sizes = [max(opts.batch_size // 4, 1)] + ([] if opts.quick else [opts.batch_size * 2])
+        scaled = {r.workload: r for r in rows if r.workload == "transfer"}
+        by_size = {opts.batch_size: scaled["transfer"]} if scaled else {}
+        for size in sizes:
+            progress(f"optimistic rollup: scaling, batch size {size}")
+            (run,), _ = measure_rollup(url, keys, ("transfer",), 2 * size, size, config)
+            by_size[size] = row(run)
+    points = [ScalingPoint("optimistic-rollup", "batch size", size, r.tps, r.l1_gas_per_tx,
+                           r.soft_p50_ms) for size, r in sorted(by_size.items())]
+    return rows, points
+
+
 def _placeholder_rows(system: str, workloads: tuple[str, ...]) -> list[Measurement]:
     info = SYSTEMS[system]
     return [Measurement(system, w, NOT_AVAILABLE,
@@ -371,6 +435,9 @@ def run_compare(opts: CompareOptions, progress: Progress | None = None) -> Compa
                 result.scaling.extend(points)
             elif system == "channels":
                 rows, points = _run_channels(opts, say)
+                result.scaling.extend(points)
+            elif system == "optimistic-rollup":
+                rows, points = _run_rollup(opts, say)
                 result.scaling.extend(points)
             else:
                 rows = _run_network(system, opts, say)
