@@ -178,3 +178,48 @@ def test_a_forged_withdrawal_proof_is_refused(node: NodeProcess, w3: Web3,
     with pytest.raises(RollupTxError) as err:
         rollup.finalize_withdrawal(BOB.private_key, index, forged, 0)
     assert err.value.error_name == "BadWithdrawalProof"
+
+
+def test_censorship_ends_through_forced_inclusion(node: NodeProcess, w3: Web3,
+                                                  rollup: RollupContract) -> None:
+    """The sequencer ignores Bob; Bob queues his transfer on L1. Once it is overdue, a batch
+    without it is refused, and the batch that carries it applies it on L2."""
+    honest = RollupState()
+    first_batch(rollup, honest)
+    tx = sign_tx(Transfer(nonce=0, token=ETH, to=addr(ALICE), amount=ETHER // 2), BOB.private_key,
+                 rollup.domain).encode()
+    forced = rollup.force_include(BOB.private_key, tx)
+    assert forced == b"\xf0" + tx
+    rpc(node.url, "anvil_mine", [hex(MINIMAL.inclusion_delay + 1)])
+    other = sign_tx(Transfer(nonce=2, token=ETH, to=addr(BOB), amount=1), ALICE.private_key,
+                    rollup.domain).encode()
+    censoring = execute_batch(copy.deepcopy(honest), Batch((other,)), rollup.domain)
+    with pytest.raises(RollupTxError) as err:
+        rollup.submit_batch(SEQUENCER.private_key, censoring.batch, censoring.post_root)
+    assert err.value.error_name == "MessageOverdue"
+    fair = execute_batch(honest, Batch((other, forced)), rollup.domain)
+    assert fair.receipts[1].ok
+    rollup.submit_batch(SEQUENCER.private_key, fair.batch, fair.post_root)
+    assert rollup.state_root(rollup.batch_count() - 1) == honest.root
+    assert honest.balance(ETH, addr(BOB)) == ETHER // 2 + 1
+
+
+def test_mainnet_like_window_is_seven_days(node: NodeProcess, w3: Web3) -> None:
+    """The mainnet-like preset's withdrawal waits 7 days, reached with evm_increaseTime."""
+    from layerlab.l2.rollup.optimistic import MAINNET_LIKE
+
+    rollup = deploy_rollup(w3, DEPLOYER.address, SEQUENCER.address, MAINNET_LIKE)
+    rollup.bond(SEQUENCER.private_key, MAINNET_LIKE.proposer_bond)
+    honest = RollupState()
+    _, index = first_batch(rollup, honest)
+    assert rollup.l1.call("finalAt", index) - rollup.l1.call("getBatch", index)[5] == 7 * 86400
+    rpc(node.url, "evm_increaseTime", [6 * 86400])
+    rpc(node.url, "evm_mine", [])
+    with pytest.raises(RollupTxError) as err:
+        rollup.finalize_withdrawal(BOB.private_key, index, honest, 0)
+    assert err.value.error_name == "NotFinal"
+    rpc(node.url, "evm_increaseTime", [86400 + 60])
+    rpc(node.url, "evm_mine", [])
+    before = w3.eth.get_balance(ALICE.address)
+    rollup.finalize_withdrawal(BOB.private_key, index, honest, 0)
+    assert w3.eth.get_balance(ALICE.address) == before + 2 * ETHER

@@ -217,6 +217,13 @@ class RollupContract:
     def deposit_eth(self, key: bytes, to: str, amount: int) -> TxReceipt:
         return self.l1.transact(key, "depositETH", self.fn.depositETH(to), amount)
 
+    def force_include(self, key: bytes, l2_tx: bytes) -> bytes:
+        """Queue a signed L2 transaction the sequencer must include within
+        ``inclusionDelay`` L1 blocks; returns the forced step (``0xF0 || tx``)."""
+        receipt = self.l1.transact(key, "forceInclude", self.fn.forceInclude(l2_tx))
+        (event,) = [e for e in self.l1.receipt_events(receipt) if e.name == "ForcedQueued"]
+        return bytes(event.args["step"])
+
     def submit_batch(self, key: bytes, batch: Batch, state_root: int) -> TxReceipt:
         """Post ``batch``; its gas limit is an upper bound (measured: ~6.2k gas a transfer at
         200 steps, ~11k at 25; a queued deposit costs a storage read more), not an estimate,
