@@ -55,9 +55,7 @@ def advance(node: NodeProcess, w3: Web3, seconds: int) -> None:
 
 
 def deposit(rollup: RollupContract, who, amount: int) -> bytes:  # type: ignore[no-untyped-def]
-    receipt = rollup.deposit_eth(who.private_key, who.address, amount)
-    (event,) = [e for e in rollup.l1.receipt_events(receipt) if e.name == "DepositQueued"]
-    return bytes(event.args["step"])
+    return rollup.queued_step(rollup.deposit_eth(who.private_key, who.address, amount))
 
 
 def first_batch(rollup: RollupContract, state: RollupState) -> tuple[ExecutedBatch, int]:

@@ -394,8 +394,8 @@ def _run_rollup(opts: CompareOptions, progress: Progress) -> tuple[list[Measurem
         runs, _setup = measure_rollup(url, keys, workloads, opts.tx, opts.batch_size, config)
         rows = [row(run) for run in runs]
         sizes = [max(opts.batch_size // 4, 1)] + ([] if opts.quick else [opts.batch_size * 2])
-        scaled = {r.workload: r for r in rows if r.workload == "transfer"}
-        by_size = {opts.batch_size: scaled["transfer"]} if scaled else {}
+        transfer = next((r for r in rows if r.workload == "transfer"), None)
+        by_size = {opts.batch_size: transfer} if transfer else {}
         for size in sizes:
             progress(f"optimistic rollup: scaling, batch size {size}")
             (run,), _ = measure_rollup(url, keys, ("transfer",), 2 * size, size, config)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
@@ -69,7 +69,6 @@ class RollupRun:
     compressed_bytes: int
     refused: int
     challenge_window: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tps(self) -> float:
@@ -139,10 +138,9 @@ def measure_rollup(l1_url: str, keys: list[bytes], workloads: tuple[str, ...], t
     for key in [deployer, *users]:
         receipt = rollup.deposit_eth(key, Account.from_key(key).address, 10**20)
         deposit_gas.append(int(receipt["gasUsed"]))
-        steps.append(_queued_step(rollup, receipt))
-    receipt = rollup.l1.transact(deployer, "depositERC20", rollup.fn.depositERC20(
-        token.address, 10**24, d_addr))
-    steps.append(_queued_step(rollup, receipt))
+        steps.append(rollup.queued_step(receipt))
+    receipt = rollup.deposit_erc20(deployer, token.address, 10**24, d_addr)
+    steps.append(rollup.queued_step(receipt))
     for step in steps:
         apply_deposit(state, decode_deposit_step(step))
     lp = sign_tx(AddLiquidity(nonce=0, token0=ETH, token1=TOKEN, amount0=10**19,
@@ -159,11 +157,6 @@ def measure_rollup(l1_url: str, keys: list[bytes], workloads: tuple[str, ...], t
         signed = [sign_tx(t, users[who], domain) for who, t in pairs]
         runs.append(_run(workload, signed, state, rollup, sequencer, batch_size, config))
     return runs, setup
-
-
-def _queued_step(rollup: Any, receipt: Any) -> bytes:
-    (event,) = [e for e in rollup.l1.receipt_events(receipt) if e.name == "DepositQueued"]
-    return bytes(event.args["step"])
 
 
 def _run(workload: str, signed: list[SignedTx], state: RollupState, rollup: Any,

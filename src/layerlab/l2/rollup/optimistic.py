@@ -217,12 +217,20 @@ class RollupContract:
     def deposit_eth(self, key: bytes, to: str, amount: int) -> TxReceipt:
         return self.l1.transact(key, "depositETH", self.fn.depositETH(to), amount)
 
+    def deposit_erc20(self, key: bytes, token: str, amount: int, to: str) -> TxReceipt:
+        """Deposit ``amount`` of ``token`` (approved to this contract first) for ``to``."""
+        return self.l1.transact(key, "depositERC20", self.fn.depositERC20(token, amount, to))
+
+    def queued_step(self, receipt: TxReceipt) -> bytes:
+        """The step a deposit or ``forceInclude`` receipt queued (what a batch must carry)."""
+        (event,) = [e for e in self.l1.receipt_events(receipt)
+                    if e.name in ("DepositQueued", "ForcedQueued")]
+        return bytes(event.args["step"])
+
     def force_include(self, key: bytes, l2_tx: bytes) -> bytes:
         """Queue a signed L2 transaction the sequencer must include within
         ``inclusionDelay`` L1 blocks; returns the forced step (``0xF0 || tx``)."""
-        receipt = self.l1.transact(key, "forceInclude", self.fn.forceInclude(l2_tx))
-        (event,) = [e for e in self.l1.receipt_events(receipt) if e.name == "ForcedQueued"]
-        return bytes(event.args["step"])
+        return self.queued_step(self.l1.transact(key, "forceInclude", self.fn.forceInclude(l2_tx)))
 
     def submit_batch(self, key: bytes, batch: Batch, state_root: int) -> TxReceipt:
         """Post ``batch``; its gas limit is an upper bound (measured: ~6.2k gas a transfer at
