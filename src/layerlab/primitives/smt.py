@@ -264,6 +264,15 @@ def verify_smt_proof(proof: SmtProof, hasher: SmtHasher = KECCAK_HASHER) -> bool
     return _proof_root(proof, hasher) == proof.root
 
 
+def verify_inclusion(root: int, key: int, value: int, siblings: tuple[int, ...] | list[int],
+                     hasher: SmtHasher = KECCAK_HASHER) -> bool:
+    """Whether ``key`` holds ``value`` (non-zero) under ``root``: the siblings alone, as
+    ``SparseMerkle.sol``'s ``verifyInclusion`` checks them (no deletion witness needed)."""
+    if value == 0 or len(siblings) > MAX_DEPTH or not all(_is_word(x) for x in (key, value, *siblings)):
+        return False
+    return _fold(hasher, hasher.hash_leaf(key, value), key, siblings, None) == root
+
+
 def validate_smt_proof(proof: SmtProof, hasher: SmtHasher = KECCAK_HASHER) -> None:
     """Raise :class:`~layerlab.errors.InvalidProof` unless :func:`verify_smt_proof` holds."""
     computed = _proof_root(proof, hasher)
