@@ -302,7 +302,10 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
     }
 
     function _checkPosition(uint256 utxoPos) internal pure {
-        if (utxoPos >= 1 << 128 || utxoPos / BLOCK_OFFSET == 0 || utxoPos % TX_OFFSET >= MAX_OUTPUTS) {
+        if (
+            utxoPos >= 1 << 128 || utxoPos / BLOCK_OFFSET == 0 || (utxoPos % BLOCK_OFFSET) / TX_OFFSET >= TX_OFFSET
+                || utxoPos % TX_OFFSET >= MAX_OUTPUTS
+        ) {
             revert BadPosition(utxoPos);
         }
     }
