@@ -102,7 +102,7 @@ class PlasmaError(LayerlabError):
 
 def encode_position(blknum: int, txindex: int, oindex: int) -> int:
     """``blknum * 1e9 + txindex * 1e4 + oindex`` (OMG's ``UtxoPosLib``)."""
-    if not (0 < blknum and 0 <= txindex < MAX_TXS_PER_BLOCK and 0 <= oindex < MAX_OUTPUTS):
+    if not (blknum > 0 and 0 <= txindex < MAX_TXS_PER_BLOCK and 0 <= oindex < MAX_OUTPUTS):
         raise MalformedEncoding(f"UTXO position: bad (blknum {blknum}, txindex {txindex}, "
                                 f"oindex {oindex})")
     return blknum * BLOCK_OFFSET + txindex * TX_OFFSET + oindex
@@ -112,7 +112,7 @@ def decode_position(position: int) -> tuple[int, int, int]:
     """``(blknum, txindex, oindex)`` of a UTXO position."""
     blknum, rest = divmod(position, BLOCK_OFFSET)
     txindex, oindex = divmod(rest, TX_OFFSET)
-    if blknum == 0 or oindex >= MAX_OUTPUTS:
+    if blknum <= 0 or txindex >= MAX_TXS_PER_BLOCK or oindex >= MAX_OUTPUTS:
         raise MalformedEncoding(f"UTXO position {position}: no such output")
     return blknum, txindex, oindex
 
