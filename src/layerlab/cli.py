@@ -413,6 +413,191 @@ def channels_tower(
                           net_dir / "tower", net_dir / "tower.ready"))
 
 
+plasma_app = typer.Typer(help="A Plasma child chain (Plasma MVP + in-flight exits) on the L1.")
+app.add_typer(plasma_app, name="plasma")
+PLASMA_DIR_OPT = typer.Option("--dir", help="Plasma directory (plasma.json, logs, data).")
+PLASMA_DIR = Path(".layerlab/plasma")
+ACCOUNT_OPT = typer.Option(help="Dev account index of the user (2 and up; 1 is the operator).")
+
+
+@plasma_app.command("up")
+def plasma_up(
+    directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR,
+    l1_url: Annotated[str | None, typer.Option(help="Use this L1 instead of starting one.")] = None,
+    preset: Annotated[str, typer.Option(help="minimal or mainnet-like (exit period, bonds).")] = "minimal",
+    block_interval: Annotated[float, typer.Option(help="Seconds between child blocks.")] = 1.0,
+) -> None:
+    """Start an L1 (unless --l1-url), deploy PlasmaChain, start the operator process."""
+    from layerlab.l2.plasma.network import up
+
+    desc = up(directory, l1_url, preset, block_interval=block_interval)
+    console.print(f"L1 {desc['l1_url']}, PlasmaChain at {desc['contract']}, operator "
+                  f"{desc['operator_url']} ({preset})", highlight=False)
+
+
+@plasma_app.command("down")
+def plasma_down(directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR) -> None:
+    """Stop the operator (and the L1 `up` started)."""
+    from layerlab.l2.plasma.network import down
+
+    console.print(f"stopped {down(directory)} processes")
+
+
+@plasma_app.command("deposit")
+def plasma_deposit(
+    account: Annotated[int, ACCOUNT_OPT],
+    amount: Annotated[int, typer.Option(help="Wei to deposit.")],
+    directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR,
+) -> None:
+    """Deposit ETH on L1; it becomes a child-chain output of the user."""
+    from layerlab.l2.plasma.network import user_watcher
+
+    watcher = user_watcher(directory, account)
+    try:
+        key = next(iter(watcher.keys.values()))
+        _, blknum = watcher.contract.deposit(key, amount)
+        console.print(f"deposit block {blknum}: {amount} wei")
+    finally:
+        watcher.close()
+
+
+@plasma_app.command("send")
+def plasma_send(
+    account: Annotated[int, ACCOUNT_OPT],
+    to: Annotated[str, typer.Option(help="Recipient address (0x...).")],
+    amount: Annotated[int, typer.Option(help="Wei to pay.")],
+    directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR,
+) -> None:
+    """Pay on the child chain from the user's outputs (the watcher syncs first)."""
+    from layerlab.l2.plasma.network import user_watcher
+
+    watcher = user_watcher(directory, account)
+    try:
+        watcher.poll()
+        stx = watcher.pay(watcher.addresses[0], bytes.fromhex(to.removeprefix("0x")), amount)
+        console.print(f"sent 0x{stx.tx.tx_hash.hex()} (in flight until its block is seen)")
+    finally:
+        watcher.close()
+
+
+@plasma_app.command("exit")
+def plasma_exit(
+    account: Annotated[int, ACCOUNT_OPT],
+    utxo: Annotated[int | None, typer.Option(help="UTXO position; default: every output.")] = None,
+    directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR,
+) -> None:
+    """Start standard exits of the user's outputs (paid after the exit period by `process`)."""
+    from layerlab.l2.plasma.network import user_watcher
+
+    watcher = user_watcher(directory, account)
+    try:
+        watcher.poll()
+        owner = watcher.addresses[0]
+        positions = [utxo] if utxo is not None else [u.position for u in watcher.chain.utxos_of(owner)]
+        for position in positions:
+            console.print(f"exit {watcher.exit_output(position)} of {position}")
+    finally:
+        watcher.close()
+
+
+@plasma_app.command("process")
+def plasma_process(
+    account: Annotated[int, ACCOUNT_OPT],
+    count: Annotated[int, typer.Option(help="At most this many exits.")] = 50,
+    directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR,
+) -> None:
+    """Pay the exits whose period has passed, in priority order (anyone may call it)."""
+    from layerlab.l2.plasma.network import user_watcher
+
+    watcher = user_watcher(directory, account)
+    try:
+        key = next(iter(watcher.keys.values()))
+        receipt = watcher.contract.process_exits(key, b"\0" * 20, count)
+        done = [e for e in watcher.contract.l1.receipt_events(receipt)
+                if e.name in ("ExitFinalized", "InFlightExitFinalized")]
+        console.print(f"processed {len(done)} exits")
+    finally:
+        watcher.close()
+
+
+@plasma_app.command("watch")
+def plasma_watch(
+    account: Annotated[int, ACCOUNT_OPT],
+    rounds: Annotated[int, typer.Option(help="Polls before returning (bounded).")] = 1,
+    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+    directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR,
+) -> None:
+    """Check every new child block for the user; exit or challenge on its own (`challenge`
+    is what it does when it sees an exit of a spent output)."""
+    import time
+
+    from layerlab.l2.plasma.network import user_watcher
+
+    watcher = user_watcher(directory, account)
+    try:
+        for i in range(rounds):
+            for alarm in watcher.poll():
+                console.print(f"{alarm.kind} at block {alarm.blknum}: {alarm.detail}", highlight=False)
+            if i + 1 < rounds:
+                time.sleep(interval)
+    finally:
+        watcher.close()
+
+
+plasma_app.command("challenge")(plasma_watch)
+
+
+@plasma_app.command("status")
+def plasma_status(
+    directory: Annotated[Path, PLASMA_DIR_OPT] = PLASMA_DIR,
+    account: Annotated[int | None, typer.Option(help="Also show this user's outputs.")] = None,
+) -> None:
+    """The operator's head and, for a user, its outputs and balance."""
+    from layerlab.l2.plasma.network import load, user_watcher
+    from layerlab.orchestration import rpc_call
+
+    desc = load(directory)
+    status = rpc_call(desc["operator_url"], "plasma_status")
+    console.print(f"PlasmaChain {desc['contract']}: next block {status['nextChildBlock']}, "
+                  f"{status['pending']} pending, {status['utxos']} outputs, submitted through "
+                  f"{status['submitted']}", highlight=False)
+    if account is not None:
+        watcher = user_watcher(directory, account)
+        try:
+            watcher.poll()
+            owner = watcher.addresses[0]
+            for u in watcher.chain.utxos_of(owner):
+                console.print(f"  {u.position}: {u.output.amount} wei")
+            console.print(f"  balance {watcher.balance(owner)} wei"
+                          + (f"; ALARM at block {watcher.halted_at}" if watcher.halted_at else ""))
+        finally:
+            watcher.close()
+
+
+@plasma_app.command("operator", hidden=True)
+def plasma_operator(
+    directory: Annotated[Path, PLASMA_DIR_OPT],
+    l1_url: Annotated[str, typer.Option()],
+    contract: Annotated[str, typer.Option()],
+    port: Annotated[int, typer.Option()] = 0,
+    block_interval: Annotated[float, typer.Option()] = 1.0,
+    adversarial: Annotated[bool, typer.Option(help="Serve the debug methods of attack tests.")] = False,
+) -> None:
+    """Run the operator (started by `plasma up`)."""
+    import asyncio
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.plasma.network import OPERATOR_ACCOUNT
+    from layerlab.l2.plasma.operator import OperatorConfig, run_operator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    key = derive_dev_accounts(count=OPERATOR_ACCOUNT + 1)[OPERATOR_ACCOUNT].private_key
+    config = OperatorConfig(private_key=key, data_dir=directory, l1_url=l1_url,
+                            contract_address=contract, port=port, block_interval=block_interval,
+                            adversarial=adversarial)
+    asyncio.run(run_operator(config, directory / "operator.ready"))
+
+
 @app.command()
 def compare(
     tx: Annotated[int, typer.Option(help="Transactions per workload burst.")] = 1000,
