@@ -92,11 +92,15 @@ SYSTEMS: dict[str, SystemInfo] = {s.key: s for s in (
                "both signatures (instant)",
                f"cooperative close: 1 L1 block; unilateral: the {CHANNEL_SETTLE_BLOCKS}-block "
                "settle window"),
-    SystemInfo("plasma", "Plasma (UTXO child chain)", "L2", "block size",
-               TrustModel("the operator can withhold data; exits keep funds safe",
-                          "every child block, to exit in time", "everyone exits to L1",
-                          1, True, False, True),
-               "root committed + exit period", "the exit period", built=False, issue=13),
+    SystemInfo("plasma", "Plasma (UTXO child chain, MVP + in-flight exits)", "L2", "block size",
+               TrustModel("no one can take funds of a user who watches: an invalid or withheld "
+                          "block is answered by exits of the older outputs, which go first; "
+                          "the operator can censor and withhold data",
+                          "every child block, at least once per exit period (or run a watcher)",
+                          "everyone exits to L1 (a mass exit: one L1 exit per output)",
+                          1, True, False, False),
+               "the block's root committed on L1 (withdrawal: the exit period after)",
+               "the exit period (an output's exit waits 1 to 2 periods)"),
     SystemInfo("optimistic-rollup", "optimistic rollup", "L2", "batch size",
                TrustModel("no one, if one honest verifier challenges in the window",
                           "one honest verifier must watch the batches",
@@ -116,6 +120,10 @@ UNSUPPORTED_REASONS: dict[tuple[str, str], str] = {
                          "shared state in which a token contract could mint",
     ("channels", "swap"): "a pool is state shared by every trader; a channel is state of two "
                           "parties, so an AMM cannot live in one",
+    ("plasma", "nft"): "Plasma MVP's outputs are fungible amounts; an NFT needs per-coin "
+                       "histories (Plasma Cash), which this chain does not implement",
+    ("plasma", "swap"): "an AMM pool is state no single owner can exit with: the exit game "
+                        "guards owned outputs only (the reason rollups replaced Plasma)",
 }
 
 
@@ -405,6 +413,52 @@ def _run_rollup(opts: CompareOptions, progress: Progress) -> tuple[list[Measurem
     return rows, points
 
 
+def _run_plasma(opts: CompareOptions, progress: Progress) -> tuple[list[Measurement],
+                                                                    list[ScalingPoint]]:
+    from layerlab.bench.plasma import PlasmaRun, measure_plasma
+    from layerlab.l2.plasma.onchain import MAINNET_LIKE, MINIMAL
+
+    config = MAINNET_LIKE if opts.preset == "mainnet-like" else MINIMAL
+    block_size = opts.batch_size
+
+    def row(run: PlasmaRun, setup: dict[str, Any]) -> Measurement:
+        n = max(run.transactions, 1)
+        exit_info = setup.get("exit") or {}
+        mass = setup.get("mass_exit")
+        note = (f"mass exit after a withheld block: {mass['exits']} outputs, "
+                f"{mass['gas'] / 1e6:.2f} M L1 gas ({mass['gas_per_exit'] / 1e3:.0f}k each), "
+                f"{mass['l1_blocks']} L1 blocks, {mass['seconds']:.1f} s"
+                if mass and mass.get("exits") and run.workload == "transfer" else "")
+        return Measurement(
+            system="plasma", workload=run.workload, status=MEASURED, reason=note,
+            transactions=run.transactions, seconds=run.seconds, tps=run.tps,
+            soft_ms=tuple(run.soft_ms), final_s=tuple(run.final_s),
+            l1_gas_per_tx=run.l1_gas / n, l1_bytes_per_tx=run.l1_bytes / n,
+            fee_wei_per_tx=run.l1_fee_wei / n,
+            withdrawal_delay_s=float(exit_info.get("delay_s", 2 * run.exit_period)),
+            source="operator JSON-RPC round trips (soft: validated and journaled); final: "
+                   "until the block's submitBlock receipt; L1 gas, fee and bytes from those "
+                   "receipts; withdrawal delay from a real exit's exitableAt",
+            extra={"blocks": run.blocks, "block_size": block_size, **{
+                k: v for k, v in setup.items() if k in ("exit", "mass_exit", "setup_gas")}})
+
+    workloads = tuple(w for w in opts.workloads if (("plasma", w) not in UNSUPPORTED_REASONS))
+    with _devnet_process() as (url, keys):
+        progress(f"Plasma: {opts.tx} x {', '.join(workloads)} in blocks of {block_size}")
+        runs, setup = measure_plasma(url, keys, workloads, opts.tx, block_size, config)
+        rows = [row(run, setup) for run in runs]
+    by_size = {block_size: next((r for r in rows if r.workload == "transfer"), None)}
+    for size in [max(block_size // 4, 1)] + ([] if opts.quick else [block_size * 2]):
+        progress(f"Plasma: scaling, block size {size}")
+        with _devnet_process() as (url, keys):
+            (run,), setup = measure_plasma(url, keys, ("transfer",), 2 * size, size, config,
+                                           exits=False)
+        by_size[size] = row(run, setup)
+    points = [ScalingPoint("plasma", "block size", size, r.tps, r.l1_gas_per_tx, r.soft_p50_ms)
+              for size, r in sorted(by_size.items()) if r is not None]
+    return rows, points
+
+
 def _placeholder_rows(system: str, workloads: tuple[str, ...]) -> list[Measurement]:
     info = SYSTEMS[system]
     return [Measurement(system, w, NOT_AVAILABLE,
@@ -438,6 +492,9 @@ def run_compare(opts: CompareOptions, progress: Progress | None = None) -> Compa
                 result.scaling.extend(points)
             elif system == "optimistic-rollup":
                 rows, points = _run_rollup(opts, say)
+                result.scaling.extend(points)
+            elif system == "plasma":
+                rows, points = _run_plasma(opts, say)
                 result.scaling.extend(points)
             else:
                 rows = _run_network(system, opts, say)
