@@ -69,18 +69,23 @@ def test_security_and_decentralization_follow_the_trust_model() -> None:
     assert ch is not None and ch.security == 1
     # optimistic: transitions assumed valid; one operator whose users can exit
     assert opt is not None and (opt.security, opt.decentralization) == (2, 1)
-    assert compute_trilemma(SYSTEMS["plasma"], []) is None
+    plasma = compute_trilemma(SYSTEMS["plasma"], [measured("plasma", "transfer", 1)])
+    # Plasma: users must watch, the block data is not on L1, transitions are not checked
+    assert plasma is not None and (plasma.security, plasma.decentralization) == (0, 1)
+    assert compute_trilemma(SYSTEMS["zk-rollup"], []) is None
 
 
 def test_systems_not_built_and_unsupported_pairs_have_no_figures() -> None:
-    result = run_compare(CompareOptions(systems=("plasma", "zk-rollup")))
+    result = run_compare(CompareOptions(systems=("zk-rollup",)))
     assert {r.status for r in result.rows} == {NOT_AVAILABLE}
     assert all(r.tps is None and r.l1_gas_per_tx is None for r in result.rows)
-    assert {r.reason for r in result.rows if r.system == "plasma"} == {"not built yet (issue 13)"}
+    assert {r.reason for r in result.rows} == {"not built yet (issue 12)"}
+    plasma = run_compare(CompareOptions(systems=("plasma",), workloads=("nft", "swap")))
+    assert {r.status for r in plasma.rows} == {UNSUPPORTED}
     with pytest.raises(ValueError, match="unknown system"):
         run_compare(CompareOptions(systems=("l3",)))
     with pytest.raises(ValueError, match="unknown workload"):
-        run_compare(CompareOptions(systems=("plasma",), workloads=("bridge",)))
+        run_compare(CompareOptions(systems=("zk-rollup",), workloads=("bridge",)))
 
 
 def test_terminal_groups_figureless_rows_and_names_the_reason() -> None:
@@ -128,7 +133,7 @@ def test_a_system_that_fails_becomes_rows_that_say_so(monkeypatch: pytest.Monkey
         raise ConnectionRefusedError("node 0 did not answer")
 
     monkeypatch.setattr(compare, "_run_devnet", broken)
-    result = run_compare(CompareOptions(systems=("l1-devnet", "plasma"),
+    result = run_compare(CompareOptions(systems=("l1-devnet", "zk-rollup"),
                                         workloads=("transfer", "swap")))
     dev = [r for r in result.rows if r.system == "l1-devnet"]
     assert [r.workload for r in dev] == ["transfer", "swap"]

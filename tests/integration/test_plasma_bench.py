@@ -1,0 +1,41 @@
+"""The Plasma figures of the comparison, checked against what the L1 recorded."""
+
+from __future__ import annotations
+
+import pytest
+from web3 import Web3
+
+from layerlab.bench.plasma import measure_plasma
+from layerlab.crypto.keys import derive_dev_accounts
+from layerlab.l2.plasma.onchain import MINIMAL
+from tests.nodeproc import NodeProcess
+
+pytestmark = pytest.mark.slow
+
+
+def test_plasma_figures_come_from_the_receipts(node: NodeProcess, w3: Web3) -> None:
+    keys = [a.private_key for a in derive_dev_accounts()]
+    start = int(w3.eth.block_number)
+    (run,), setup = measure_plasma(node.url, keys, ("transfer",), 30, 10, MINIMAL,
+                                   mass_exit_outputs=4)
+    assert run.transactions == 30 and run.blocks == 3
+    # every submitBlock of the run: its gas and calldata, divided over the block's txs
+    submits = []
+    for n in range(start + 1, int(w3.eth.block_number) + 1):
+        for tx in w3.eth.get_block(n, full_transactions=True)["transactions"]:
+            if bytes(tx["input"])[:4] == Web3.keccak(text="submitBlock(bytes32)")[:4]:
+                submits.append((int(w3.eth.get_transaction_receipt(tx["hash"])["gasUsed"]),
+                                len(bytes(tx["input"]))))
+    # the split blocks of the setup, the run's 3 blocks, the mass exit's gift block and
+    # its withheld block
+    run_submits = submits[-5:-2]
+    assert run.l1_gas == sum(g for g, _ in run_submits)
+    assert run.l1_bytes == sum(b for _, b in run_submits) == 3 * 36
+    assert len(run.soft_ms) == 30 and all(ms > 0 for ms in run.soft_ms)
+    assert all(0 < s < 60 for s in run.final_s)
+    exit_info = setup["exit"]
+    # a fresh output waits two exit periods from its block (OMG's exitable timestamp)
+    assert MINIMAL.min_exit_period <= exit_info["delay_s"] <= 2 * MINIMAL.min_exit_period
+    mass = setup["mass_exit"]
+    assert mass["alarm"] == "withheld" and mass["exits"] == mass["outputs_held"] == 4
+    assert mass["gas"] > 4 * 100_000
