@@ -539,6 +539,22 @@ def test_standard_exit_and_piggyback_of_one_output_pay_once(
         + MINIMAL.exit_bond
 
 
+def test_late_piggybacks_and_canonicity_challenges_refused(
+        node: NodeProcess, w3: Web3, plasma: PlasmaContract, child: Child) -> None:
+    """Piggybacks and canonicity challenges belong to the first half of the period, so that
+    the second half is left for their challenges and responses (MoreVP)."""
+    dep_pos, dep_tx, signed, tx_pos = withheld_payment(child)
+    tx = signed.tx
+    plasma.start_in_flight_exit(ALICE.private_key, signed, [dep_tx], [()])
+    plasma.piggyback(ALICE.private_key, tx, 1, True)
+    advance(node, w3, PERIOD // 2 + 1)
+    refused("PiggybackPeriodOver", plasma.piggyback, BOB.private_key, tx, 0, True)
+    competitor = child.sign(pay(ALICE, dep_pos, (CAROL, ETHER)), ALICE)
+    refused("CanonicityChallengePeriodOver", plasma.challenge_not_canonical, CAROL.private_key, tx, 0,
+            competitor, 0)
+    del tx_pos
+
+
 # -- the mainnet-like period, and gas ---------------------------------------------------------
 
 def test_mainnet_like_seven_day_period(node: NodeProcess, w3: Web3) -> None:
@@ -583,8 +599,14 @@ def test_gas(node: NodeProcess, w3: Web3, plasma: PlasmaContract, child: Child,
     gas["startInFlightExit (1 input, 2 outputs)"] = int(receipt["gasUsed"])
     gas["piggyback"] = int(plasma.piggyback(BOB.private_key, ife_tx, 0, True)["gasUsed"])
     advance(node, w3, 2 * PERIOD + 1)
-    one = plasma.process_exits(WATCHER.private_key, ETH, 1)  # the in-flight exit (youngest input
-    gas["processExits (the IFE, 1 piggyback)"] = int(one["gasUsed"])  # is a deposit: 1 period)
+    # by priority: Alice's challenged deposit exit (one period), the in-flight exit (its
+    # input is a deposit: one period), then block blknum's four (two periods)
+    skip = plasma.process_exits(WATCHER.private_key, ETH, 1)
+    assert not [e for e in plasma.l1.receipt_events(skip) if e.name != "ExitSkipped"]
+    gas["processExits (a challenged exit's entry)"] = int(skip["gasUsed"])
+    one = plasma.process_exits(WATCHER.private_key, ETH, 1)
+    assert "InFlightExitFinalized" in [e.name for e in plasma.l1.receipt_events(one)]
+    gas["processExits (an IFE, 1 piggybacked output)"] = int(one["gasUsed"])
     four = plasma.process_exits(WATCHER.private_key, ETH, 10)
     assert len(finalized(plasma, four)) == 4
     gas["processExits per standard exit (4 in one call)"] = int(four["gasUsed"]) // 4
