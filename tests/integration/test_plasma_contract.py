@@ -539,6 +539,31 @@ def test_standard_exit_and_piggyback_of_one_output_pay_once(
         + MINIMAL.exit_bond
 
 
+def test_an_input_exited_first_leaves_nothing_for_the_outputs(
+        node: NodeProcess, w3: Web3, plasma: PlasmaContract, child: Child) -> None:
+    """Alice pays Bob in a withheld block, then exits her (spent) deposit, and nobody
+    challenges it. Her exit comes first and takes the deposit; Bob's in-flight exit of the
+    payment then pays no output: the contract never pays one deposit twice (MoreVP's
+    "input finalized by another exit")."""
+    dep_pos, dep_tx, signed, _ = withheld_payment(child)
+    tx = signed.tx
+    plasma.start_standard_exit(ALICE.private_key, dep_pos, dep_tx, ())
+    plasma.start_in_flight_exit(BOB.private_key, signed, [dep_tx], [()])
+    plasma.piggyback(BOB.private_key, tx, 0, True)
+    alice0, bob0 = w3.eth.get_balance(ALICE.address), w3.eth.get_balance(BOB.address)
+    held = w3.eth.get_balance(plasma.address)
+    advance(node, w3, 2 * PERIOD + 1)
+    receipt = plasma.process_exits(WATCHER.private_key, ETH, 10)
+    events = plasma.l1.receipt_events(receipt)
+    assert [e.name for e in events] == ["ExitFinalized", "InFlightExitFinalized"]
+    assert w3.eth.get_balance(ALICE.address) == alice0 + ETHER + MINIMAL.exit_bond
+    # Bob gets his bonds back and nothing else
+    assert w3.eth.get_balance(BOB.address) == bob0 + MINIMAL.piggyback_bond + MINIMAL.in_flight_exit_bond
+    assert w3.eth.get_balance(plasma.address) == held - ETHER - MINIMAL.exit_bond \
+        - MINIMAL.piggyback_bond - MINIMAL.in_flight_exit_bond == 0
+    assert not plasma.is_exited(tx.output_id(0))
+
+
 def test_late_piggybacks_and_canonicity_challenges_refused(
         node: NodeProcess, w3: Web3, plasma: PlasmaContract, child: Child) -> None:
     """Piggybacks and canonicity challenges belong to the first half of the period, so that
