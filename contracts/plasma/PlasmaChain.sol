@@ -87,15 +87,14 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         uint256 timestamp;
     }
 
+    /// @dev Four slots; the exit id is the output's position, the bond is `config.exitBond`.
     struct StandardExit {
         address owner;
-        address token;
-        uint256 amount;
-        uint256 utxoPos;
-        bytes32 outputId;
         uint64 exitableAt;
+        address token;
         uint64 queueId;
-        uint128 bond;
+        uint256 amount;
+        bytes32 outputId;
     }
 
     struct IfeInput {
@@ -113,32 +112,26 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
     struct InFlightExit {
         bytes32 txHash;
         address starter;
-        address token;
         uint64 exitableAt;
+        address token;
         uint64 queueId;
         uint8 inputCount;
         uint8 outputCount;
         uint8 piggybackedInputs; // bit i: input i is piggybacked
         uint8 piggybackedOutputs; // bit i: output i is piggybacked
+        address challenger; // the last successful canonicity challenger
         bool canonical;
         bool finalized;
-        uint128 bond;
         uint256 competitorPos; // 0: no competitor shown yet
-        address challenger; // the last successful canonicity challenger
         IfeInput[4] inputs;
         IfeOutput[4] outputs;
-    }
-
-    struct QueueEntry {
-        uint160 exitId;
-        bool inFlight;
     }
 
     Config public config;
     address public immutable operator;
     uint256 public nextChildBlock = CHILD_BLOCK_INTERVAL;
-    uint256 public nextDepositOffset = 1;
-    uint64 public exitCounter;
+    uint64 public nextDepositOffset = 1;
+    uint64 public exitCounter; // shares nextDepositOffset's slot
 
     mapping(uint256 => ChildBlock) public blocks;
     mapping(uint256 => StandardExit) internal _exits; // exitId (= utxoPos) -> exit
@@ -146,7 +139,7 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
     mapping(bytes32 => bool) public exited; // output id -> paid (or processed)
     mapping(bytes32 => uint256) public openExitOf; // output id -> open standard exit id
     mapping(address => Heap.Uint256Heap) internal _queues; // token -> priorities
-    mapping(uint64 => QueueEntry) public queueEntries; // exit counter -> exit
+    mapping(uint64 => uint160) public inFlightQueueIds; // exit counter -> in-flight exit id
 
     event BlockSubmitted(uint256 blknum, bytes32 root);
     event DepositCreated(uint256 blknum, address owner, address token, uint256 amount);
@@ -186,6 +179,8 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
     error NoSuchInFlightExit(uint256 exitId);
     error InFlightExitFinished(uint256 exitId);
     error PiggybackPeriodOver(uint256 exitId, uint64 exitableAt);
+    error CanonicityChallengePeriodOver(uint256 exitId, uint64 exitableAt);
+    error NotAToken(address token);
     error AlreadyPiggybacked(uint256 exitId, uint8 index, bool isOutput);
     error NotPiggybacked(uint256 exitId, uint8 index, bool isOutput);
     error BadIndex(uint8 index);
@@ -219,7 +214,7 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
 
     /// @notice Deposit `amount` of an ERC-20 (approved to this contract first).
     function depositToken(address token, uint256 amount) external nonReentrant returns (uint256) {
-        if (token == address(0)) revert MixedTokens(address(0), token);
+        if (token.code.length == 0) revert NotAToken(token);
         uint256 before = IERC20(token).balanceOf(address(this));
         IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
         // a fee-on-transfer token credits what arrived
@@ -231,7 +226,7 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         uint256 offset = nextDepositOffset;
         if (offset >= CHILD_BLOCK_INTERVAL) revert TooManyDeposits(nextChildBlock);
         blknum = nextChildBlock - CHILD_BLOCK_INTERVAL + offset;
-        nextDepositOffset = offset + 1;
+        nextDepositOffset = uint64(offset + 1);
         Transaction memory t;
         t.inputs = new uint256[](0);
         t.outputs = new Output[](1);
@@ -338,12 +333,14 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         return uint64(early > late ? early : late);
     }
 
-    function _enqueue(address token, uint64 exitableAt, uint256 pos, uint160 exitId, bool inFlight)
+    /// @dev A standard exit's id is the position in its priority; an in-flight exit's is
+    /// kept by its counter.
+    function _enqueue(address token, uint64 exitableAt, uint256 pos, uint160 inFlightExitId)
         internal
         returns (uint64 queueId)
     {
         queueId = ++exitCounter;
-        queueEntries[queueId] = QueueEntry(exitId, inFlight);
+        if (inFlightExitId != 0) inFlightQueueIds[queueId] = inFlightExitId;
         _queues[token].insert((uint256(exitableAt) << 192) | (pos << 64) | queueId);
     }
 
@@ -363,11 +360,9 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         if (exited[oid]) revert OutputAlreadyExited(oid);
         if (openExitOf[oid] != 0) revert ExitExists(openExitOf[oid]);
         exitId = utxoPos;
-        StandardExit storage e = _exits[exitId];
-        (e.owner, e.token, e.amount, e.utxoPos, e.outputId) = (o.owner, o.token, o.amount, utxoPos, oid);
-        e.exitableAt = _exitableAt(utxoPos, blockTimestamp);
-        e.queueId = _enqueue(o.token, e.exitableAt, utxoPos, uint160(exitId), false);
-        e.bond = uint128(msg.value);
+        uint64 exitableAt = _exitableAt(utxoPos, blockTimestamp);
+        _exits[exitId] = StandardExit(o.owner, exitableAt, o.token, _enqueue(o.token, exitableAt, utxoPos, 0),
+            o.amount, oid);
         openExitOf[oid] = exitId;
         emit ExitStarted(exitId, o.owner, utxoPos, o.token, o.amount);
     }
@@ -394,14 +389,14 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         StandardExit memory e = _exits[exitId];
         if (e.owner == address(0)) revert NoSuchExit(exitId);
         Transaction memory s = _decode(spendingTxBytes);
-        if (inputIndex >= s.inputs.length || s.inputs[inputIndex] != e.utxoPos) {
-            revert NotSpendingExitedOutput(inputIndex < s.inputs.length ? s.inputs[inputIndex] : 0, e.utxoPos);
+        if (inputIndex >= s.inputs.length || s.inputs[inputIndex] != exitId) {
+            revert NotSpendingExitedOutput(inputIndex < s.inputs.length ? s.inputs[inputIndex] : 0, exitId);
         }
         _checkSigned(_digest(s), signature, e.owner);
         delete _exits[exitId];
         delete openExitOf[e.outputId];
         emit ExitChallenged(exitId, msg.sender);
-        _pay(msg.sender, address(0), e.bond);
+        _pay(msg.sender, address(0), config.exitBond);
     }
 
     /// @notice Pay up to `maxCount` exits of `token` whose time has come, oldest priority
@@ -414,10 +409,13 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
             queue.pop();
             ++processed;
             uint64 queueId = uint64(top);
-            QueueEntry memory entry = queueEntries[queueId];
-            delete queueEntries[queueId];
-            if (entry.inFlight) _processInFlightExit(entry.exitId);
-            else _processStandardExit(entry.exitId, queueId);
+            uint160 inFlightExitId = inFlightQueueIds[queueId];
+            if (inFlightExitId != 0) {
+                delete inFlightQueueIds[queueId];
+                _processInFlightExit(inFlightExitId);
+            } else {
+                _processStandardExit(uint128(top >> 64), queueId);
+            }
         }
     }
 
@@ -428,16 +426,16 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         delete openExitOf[e.outputId];
         if (exited[e.outputId]) {
             emit ExitSkipped(exitId, e.outputId);
-            _pay(e.owner, address(0), e.bond);
+            _pay(e.owner, address(0), config.exitBond);
             return;
         }
         exited[e.outputId] = true;
         bool paid;
         if (e.token == address(0)) {
-            paid = _pay(e.owner, address(0), e.amount + e.bond);
+            paid = _pay(e.owner, address(0), e.amount + config.exitBond);
         } else {
             paid = _pay(e.owner, e.token, e.amount);
-            _pay(e.owner, address(0), e.bond);
+            _pay(e.owner, address(0), config.exitBond);
         }
         emit ExitFinalized(exitId, e.owner, e.token, e.amount, paid);
     }
@@ -482,11 +480,10 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         ife.starter = msg.sender;
         ife.token = t.outputs[0].token;
         ife.canonical = true;
-        ife.bond = uint128(msg.value);
         ife.inputCount = uint8(n);
         (uint256 youngest, uint256 youngestTimestamp) = _recordInputs(ife, t, inputTxs, inputProofs, signatures);
         ife.exitableAt = _exitableAt(youngest, youngestTimestamp);
-        ife.queueId = _enqueue(ife.token, ife.exitableAt, youngest, uint160(exitId), true);
+        ife.queueId = _enqueue(ife.token, ife.exitableAt, youngest, uint160(exitId));
         emit InFlightExitStarted(exitId, msg.sender, txHash, youngest);
     }
 
@@ -535,7 +532,7 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
     function piggybackInFlightExit(bytes calldata txBytes, uint8 index, bool isOutput) external payable nonReentrant {
         if (msg.value != config.piggybackBond) revert WrongBond(msg.value, config.piggybackBond);
         (InFlightExit storage ife, uint256 exitId) = _openIfe(txBytes);
-        if (block.timestamp >= ife.exitableAt) revert PiggybackPeriodOver(exitId, ife.exitableAt);
+        if (block.timestamp >= _firstHalfEnd(ife)) revert PiggybackPeriodOver(exitId, ife.exitableAt);
         address owner;
         uint8 bit = uint8(1) << (index & 7);
         if (isOutput) {
@@ -555,6 +552,12 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         emit InFlightExitPiggybacked(exitId, msg.sender, index, isOutput);
     }
 
+    /// @dev Piggybacks and canonicity challenges come in the first half of the exit's
+    /// period (MoreVP, OMG), so that their challenges and responses have the second half.
+    function _firstHalfEnd(InFlightExit storage ife) internal view returns (uint256) {
+        return ife.exitableAt - config.minExitPeriod / 2;
+    }
+
     function _openIfe(bytes calldata txBytes) internal view returns (InFlightExit storage ife, uint256 exitId) {
         exitId = uint160(uint256(keccak256(txBytes)));
         ife = _inFlightExits[uint160(exitId)];
@@ -571,6 +574,7 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
         bytes calldata competitorTxBytes, uint8 competitorInputIndex, uint256 competitorPos,
         uint256[] calldata competitorProof, bytes calldata competitorSignature) external nonReentrant {
         (InFlightExit storage ife, uint256 exitId) = _openIfe(txBytes);
+        if (block.timestamp >= _firstHalfEnd(ife)) revert CanonicityChallengePeriodOver(exitId, ife.exitableAt);
         if (inputIndex >= ife.inputCount) revert BadIndex(inputIndex);
         bytes32 competitorHash = keccak256(competitorTxBytes);
         if (competitorHash == ife.txHash) revert SameTransaction();
@@ -692,7 +696,7 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
                 emit InFlightExitPaid(exitId, o.owner, i, true, o.amount, _pay(o.owner, token, o.amount));
             }
         }
-        _pay(canonical ? ife.starter : ife.challenger, address(0), ife.bond);
+        _pay(canonical ? ife.starter : ife.challenger, address(0), config.inFlightExitBond);
         emit InFlightExitFinalized(exitId, canonical);
     }
 
