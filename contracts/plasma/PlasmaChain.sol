@@ -156,6 +156,7 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
     event InFlightExitFinalized(uint256 exitId, bool canonical);
 
     error NotOperator(address sender);
+    error WrongBlockNumber(uint256 blknum, uint256 expected);
     error WrongBond(uint256 sent, uint256 required);
     error TooManyDeposits(uint256 nextChildBlock);
     error ZeroDeposit();
@@ -197,10 +198,13 @@ contract PlasmaChain is EIP712, ReentrancyGuard {
 
     // ------------------------------------------------------------------ blocks and deposits
 
-    /// @notice Commit child block `nextChildBlock` with its transaction tree's `root`.
-    function submitBlock(bytes32 root) external {
+    /// @notice Commit child block `blknum`, which must be `nextChildBlock`, with its
+    /// transaction tree's `root`. Naming the number makes a resubmission idempotent: an
+    /// operator that restarts while its first `submitBlock` is still in the mempool cannot
+    /// commit the same block's root again under the next number (the retry reverts).
+    function submitBlock(uint256 blknum, bytes32 root) external {
         if (msg.sender != operator) revert NotOperator(msg.sender);
-        uint256 blknum = nextChildBlock;
+        if (blknum != nextChildBlock) revert WrongBlockNumber(blknum, nextChildBlock);
         blocks[blknum] = ChildBlock(root, block.timestamp);
         nextChildBlock = blknum + CHILD_BLOCK_INTERVAL;
         nextDepositOffset = 1;

@@ -23,14 +23,14 @@ def test_plasma_figures_come_from_the_receipts(node: NodeProcess, w3: Web3) -> N
     submits = []
     for n in range(start + 1, int(w3.eth.block_number) + 1):
         for tx in w3.eth.get_block(n, full_transactions=True)["transactions"]:
-            if bytes(tx["input"])[:4] == Web3.keccak(text="submitBlock(bytes32)")[:4]:
+            if bytes(tx["input"])[:4] == Web3.keccak(text="submitBlock(uint256,bytes32)")[:4]:
                 submits.append((int(w3.eth.get_transaction_receipt(tx["hash"])["gasUsed"]),
                                 len(bytes(tx["input"]))))
     # the split blocks of the setup, the run's 3 blocks, the mass exit's gift block and
     # its withheld block
     run_submits = submits[-5:-2]
     assert run.l1_gas == sum(g for g, _ in run_submits)
-    assert run.l1_bytes == sum(b for _, b in run_submits) == 3 * 36
+    assert run.l1_bytes == sum(b for _, b in run_submits) == 3 * 68
     assert len(run.soft_ms) == 30 and all(ms > 0 for ms in run.soft_ms)
     assert all(0 < s < 60 for s in run.final_s)
     exit_info = setup["exit"]

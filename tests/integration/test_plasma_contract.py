@@ -143,8 +143,11 @@ def test_blocks_and_deposits(w3: Web3, plasma: PlasmaContract, child: Child) -> 
     assert timestamp == w3.eth.get_block("latest")["timestamp"]
     assert child.deposit(BOB, 2)[0] == encode_position(2, 0, 0)
     refused("NotOperator", plasma.submit_block, ALICE.private_key, b"\1" * 32)
+    refused("WrongBlockNumber", plasma.submit_block, OPERATOR.private_key, b"\2" * 32, 2000)
     refused("ZeroDeposit", plasma.deposit, ALICE.private_key, 0)
     assert child.submit(pay(ALICE, pos, (BOB, ETHER))) == 1000
+    # naming the block makes a retry idempotent: block 1000 again is refused
+    refused("WrongBlockNumber", plasma.submit_block, OPERATOR.private_key, b"\2" * 32, 1000)
     assert plasma.next_child_block() == 2000
     # the deposit counter restarted after the child block
     assert child.deposit(CAROL, 3)[0] == encode_position(1001, 0, 0)

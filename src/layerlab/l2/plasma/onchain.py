@@ -240,9 +240,14 @@ class PlasmaContract:
         return found[0]
 
     # -- the operator
-    def submit_block(self, key: bytes, root: bytes) -> tuple[TxReceipt, int]:
-        """Commit the next child block's root (operator only); returns its number."""
-        receipt = self.l1.transact(key, "submitBlock", self.fn.submitBlock(root))
+    def submit_block(self, key: bytes, root: bytes, blknum: int | None = None
+                     ) -> tuple[TxReceipt, int]:
+        """Commit child block ``blknum``'s root (operator only; default: the next one, read
+        from the contract); returns its number. A number that is not the next is refused
+        (``WrongBlockNumber``), so a retried submission never commits a root twice."""
+        if blknum is None:
+            blknum = self.next_child_block()
+        receipt = self.l1.transact(key, "submitBlock", self.fn.submitBlock(blknum, root))
         return receipt, int(self._event(receipt, "BlockSubmitted").args["blknum"])
 
     # -- deposits

@@ -198,7 +198,8 @@ class Operator:
         if on_l1 != block.blknum:
             raise PlasmaError("unknown-block", f"the L1 expects block {on_l1}, the operator "
                                                f"sealed {block.blknum}")
-        await asyncio.to_thread(self.contract.submit_block, self.config.private_key, block.root)
+        await asyncio.to_thread(self.contract.submit_block, self.config.private_key, block.root,
+                                block.blknum)
         self.submitted_through = block.blknum
         log.info("block %d: %d txs, root 0x%s", block.blknum, len(block.txs), block.root.hex())
 
