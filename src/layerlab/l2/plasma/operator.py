@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -40,10 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import web
 from web3 import Web3
 
-from layerlab.errors import LayerlabError, MalformedEncoding
+from layerlab.errors import LayerlabError
 from layerlab.l2.plasma.machine import ChildBlock, ChildChain
 from layerlab.l2.plasma.onchain import PlasmaContract
 from layerlab.l2.plasma.types import (
@@ -53,6 +51,7 @@ from layerlab.l2.plasma.types import (
     SignedTransaction,
     decode_position,
 )
+from layerlab.l2.service import JsonRpcServer
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import LOOPBACK, wait_for_stop_signal, write_ready_file
 
@@ -65,7 +64,6 @@ BLOCK: Final = b"b:"
 DEPOSIT: Final = b"d:"
 CURSOR: Final = b"cursor"
 WITHHELD_CODE: Final = -32001
-REFUSED_CODE: Final = -32000
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,12 @@ class OperatorConfig:
     poll_interval: float = 0.25
     """Seconds between reads of the L1's deposit events."""
     adversarial: bool = False
+
+
+class Withheld(PlasmaError):
+    """The block's data is not served (the adversarial operator of the exit-game tests)."""
+
+    rpc_code = WITHHELD_CODE
 
 
 def _key(prefix: bytes, n: int) -> bytes:
@@ -104,7 +108,7 @@ class Operator:
         """The highest child block whose root the L1 holds."""
         self.injected: list[SignedTransaction] = []
         self._seal_lock = asyncio.Lock()
-        self._runner: web.AppRunner | None = None
+        self._server = JsonRpcServer(self._methods(), {"plasma_sealBlock": self._rpc_seal})
         self._tasks: list[asyncio.Task[None]] = []
         self.port = config.port
         self.soft_latencies: list[float] = []
@@ -113,12 +117,7 @@ class Operator:
     async def start(self) -> None:
         self._restore()
         await self._submit_unsubmitted()
-        app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_post("/", self._on_rpc)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
-        self.port = int(self._runner.addresses[0][1])
+        self.port = await self._server.start(self.config.host, self.config.port)
         self._tasks.append(asyncio.create_task(self._follow_l1()))
         self._tasks.append(asyncio.create_task(self._block_loop()))
         log.info("plasma operator on %s:%d, contract %s, next block %d, %d pending",
@@ -131,8 +130,7 @@ class Operator:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._runner:
-            await self._runner.cleanup()
+        await self._server.stop()
         self.store.close()
 
     def _restore(self) -> None:
@@ -256,32 +254,10 @@ class Operator:
             methods["plasma_debugInject"] = self._rpc_inject
         return methods
 
-    async def _on_rpc(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _reply(None, error={"code": -32700, "message": "parse error"})
-        if not isinstance(body, dict) or not isinstance(body.get("method"), str):
-            return _reply(None, error={"code": -32600, "message": "invalid request"})
-        req_id, method, params = body.get("id"), body["method"], body.get("params") or []
-        if method == "plasma_sealBlock":
-            try:
-                block = await self.seal_block()
-            except LayerlabError as exc:
-                return _reply(req_id, error={"code": REFUSED_CODE, "message": str(exc)})
-            return _reply(req_id, None if block is None else {
-                "blknum": block.blknum, "root": "0x" + block.root.hex(), "txs": len(block.txs)})
-        handler = self._methods().get(method)
-        if handler is None:
-            return _reply(req_id, error={"code": -32601, "message": f"no method {method}"})
-        try:
-            return _reply(req_id, handler(params if isinstance(params, list) else [params]))
-        except PlasmaError as exc:
-            code = WITHHELD_CODE if exc.check == "withheld" else REFUSED_CODE
-            return _reply(req_id, error={"code": code, "message": str(exc),
-                                         "data": {"check": exc.check}})
-        except (MalformedEncoding, KeyError, IndexError, TypeError, ValueError) as exc:
-            return _reply(req_id, error={"code": -32602, "message": f"invalid params: {exc}"})
+    async def _rpc_seal(self, params: list[Any]) -> dict[str, Any] | None:
+        block = await self.seal_block()
+        return None if block is None else {
+            "blknum": block.blknum, "root": "0x" + block.root.hex(), "txs": len(block.txs)}
 
     def _rpc_send(self, params: list[Any]) -> dict[str, Any]:
         started = time.perf_counter()
@@ -292,7 +268,7 @@ class Operator:
     def _block(self, blknum: int) -> ChildBlock:
         if self.withhold_from is not None and blknum >= self.withhold_from \
                 and blknum % CHILD_BLOCK_INTERVAL == 0:
-            raise PlasmaError("withheld", f"block {blknum} is not available")
+            raise Withheld("withheld", f"block {blknum} is not available")
         block = self.chain.blocks.get(blknum)
         if block is None:
             raise PlasmaError("unknown-block", f"no block {blknum}")
@@ -329,15 +305,6 @@ class Operator:
         stx = SignedTransaction.from_json(params[0])
         self.injected.append(stx)
         return {"txHash": "0x" + stx.tx.tx_hash.hex()}
-
-
-def _reply(req_id: Any, result: Any = None, error: dict[str, Any] | None = None) -> web.Response:
-    body: dict[str, Any] = {"jsonrpc": "2.0", "id": req_id}
-    if error is not None:
-        body["error"] = error
-    else:
-        body["result"] = result
-    return web.json_response(body, dumps=lambda v: json.dumps(v, separators=(",", ":")))
 
 
 async def run_operator(config: OperatorConfig, ready_file: Path | None = None) -> None:
