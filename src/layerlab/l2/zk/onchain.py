@@ -1,0 +1,122 @@
+"""The ZK rollup on L1: snarkjs's verifier for the build's key, ``ZkRollup.sol``, a client.
+
+The verifier's source is snarkjs's own Groth16 template (``verifier_groth16.sol.ejs``,
+194k gas to verify one public input, zk-costs.md) rendered from the build's ``vk.json`` by
+``scripts/zk_verifier.mjs`` into ``build/zk/<key>/ZkVerifier.sol`` and compiled there
+with the project's solc: the key is made per machine, so its verifier is not committed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from layerlab.contracts import (
+    ContractArtifact,
+    _extract_artifacts,
+    _find_toolchain,
+    _make_standard_input,
+    _run_solc,
+    deploy,
+    get_project_root,
+    load_artifact,
+)
+from layerlab.errors import ContractCompileError
+from layerlab.l2.l1client import L1Contract, L1TxError
+from layerlab.l2.zk.circuit import CircuitBuild
+from layerlab.l2.zk.prover import decode_proof
+from layerlab.l2.zk.state import GWEI, BatchWitness, QueuedDeposit
+
+__all__ = ["ZkRollupContract", "ZkRollupTxError", "compile_verifier", "deploy_zk_rollup"]
+
+
+class ZkRollupTxError(L1TxError):
+    """A ``ZkRollup`` call or transaction was refused (its custom error by name)."""
+
+
+def compile_verifier(build: CircuitBuild, root: Path | None = None) -> ContractArtifact:
+    """snarkjs's verifier for ``build``'s key, rendered and compiled once per build."""
+    root = (root or get_project_root()).resolve()
+    cached = build.directory / "ZkVerifier.json"
+    if cached.is_file():
+        data = json.loads(cached.read_text())
+        return ContractArtifact(name=data["name"], abi=tuple(data["abi"]),
+                                bytecode=bytes.fromhex(data["bytecode"]),
+                                deployed_bytecode=bytes.fromhex(data["deployedBytecode"]),
+                                source_name="ZkVerifier.sol")
+    node = shutil.which("node")
+    if node is None:
+        raise ContractCompileError("Node.js (`node`) is needed to render snarkjs's verifier")
+    source = build.directory / "ZkVerifier.sol"
+    proc = subprocess.run([node, str(root / "scripts" / "zk_verifier.mjs"),
+                           str(build.directory / "vk.json"), str(source)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise ContractCompileError(f"rendering snarkjs's verifier failed: {proc.stderr.strip()}")
+    sources = {"ZkVerifier.sol": source.read_text()}
+    output = _run_solc(_make_standard_input(sources), _find_toolchain(root), root)
+    artifact = _extract_artifacts(output, sources)["Groth16Verifier"]
+    cached.write_text(json.dumps({
+        "name": artifact.name, "abi": list(artifact.abi), "bytecode": artifact.bytecode.hex(),
+        "deployedBytecode": artifact.deployed_bytecode.hex()}))
+    return artifact
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReceipt:
+    gas_used: int
+    calldata_bytes: int
+    receipt: TxReceipt
+
+
+def deploy_zk_rollup(w3: Web3, deployer: str, operator: str, build: CircuitBuild,
+                     genesis_root: int = 0) -> ZkRollupContract:
+    """Deploy the build's verifier and a ``ZkRollup`` using it, from ``deployer``."""
+    verifier = deploy(w3, compile_verifier(build), sender=deployer)
+    shape = build.shape
+    contract = deploy(w3, load_artifact("ZkRollup"), verifier.address, operator, genesis_root,
+                      shape.n_transfers, shape.n_deposits, shape.n_withdrawals, shape.depth,
+                      sender=deployer)
+    return ZkRollupContract(w3, contract)
+
+
+class ZkRollupContract:
+    """``ZkRollup`` through :class:`L1Contract`."""
+
+    def __init__(self, w3: Web3, contract: Contract) -> None:
+        self.l1 = L1Contract(w3, contract, name="ZkRollup", error=ZkRollupTxError)
+        self.fn = contract.functions
+
+    def state_root(self) -> int:
+        return int(self.l1.call("stateRoot"))
+
+    def pending_deposits(self) -> list[QueuedDeposit]:
+        """The queue from ``nextDeposit`` on, in order (the next batch must take the first M)."""
+        start, end = int(self.l1.call("nextDeposit")), int(self.l1.call("depositCount"))
+        return [QueuedDeposit(*(int(x) for x in self.l1.call("deposits", i)))
+                for i in range(start, end)]
+
+    def deposit(self, key: bytes, ax: int, ay: int, amount_wei: int) -> TxReceipt:
+        return self.l1.transact(key, "ZkRollup.deposit", self.fn.deposit(ax, ay), value=amount_wei)
+
+    def submit_batch(self, key: bytes, new_root: int, data: bytes, proof: bytes) -> BatchReceipt:
+        words = [w for part in decode_proof(proof) for w in
+                 (part if isinstance(part[0], int) else [x for pair in part for x in pair])]
+        fn: Any = self.fn.submitBatch(new_root, data, words)
+        receipt = self.l1.transact(key, "ZkRollup.submitBatch", fn)
+        return BatchReceipt(int(receipt["gasUsed"]), len(data), receipt)
+
+    def submit(self, key: bytes, witness: BatchWitness, proof: bytes) -> BatchReceipt:
+        return self.submit_batch(key, witness.new_root, witness.data, proof)
+
+    @staticmethod
+    def wei(gwei: int) -> int:
+        return gwei * GWEI
