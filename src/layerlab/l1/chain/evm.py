@@ -353,10 +353,8 @@ class EvmChain:
         if receipts is None:
             receipts = tuple(self.chain.chaindb.get_receipts(header, self.receipt_builder))
             self._receipts[header.hash] = receipts
-            while len(self._receipts) > RECENT_BLOCKS:
+            while len(self._receipts) > RECENT_BLOCKS:  # oldest read first out, as blocks
                 self._receipts.popitem(last=False)
-        else:
-            self._receipts.move_to_end(header.hash)
         return receipts
 
     def get_transaction_location(self, tx_hash: bytes) -> tuple[int, int] | None:
