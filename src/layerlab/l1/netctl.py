@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from layerlab.errors import ConfigError, LayerlabError
-from layerlab.orchestration import free_port
+from layerlab.orchestration import free_port, is_alive
 
 
 def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float = 10) -> Any:
@@ -162,10 +162,10 @@ def down(directory: Path, timeout: float = 15) -> int:
             running += 1
     deadline = time.monotonic() + timeout
     for spec in specs:
+        # is_alive reaps an exited child: when ``up`` ran in this process the nodes are our
+        # children, and a bare kill(pid, 0) sees their zombies as alive until the timeout
         while spec.pid is not None and time.monotonic() < deadline:
-            try:
-                os.kill(spec.pid, 0)
-            except ProcessLookupError:
+            if not is_alive(spec.pid):
                 break
             time.sleep(0.1)
         else:
