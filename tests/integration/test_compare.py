@@ -67,7 +67,7 @@ def test_compare_cli_json_and_report_in_chromium(tmp_path: Path) -> None:
     out_json, out_html = tmp_path / "c.json", tmp_path / "c.html"
     proc = subprocess.run(
         [sys.executable, "-m", "layerlab.cli", "compare", "--quick", "--tx", "120",
-         "--systems", "l1-devnet,zk-rollup", "--workloads", "transfer,nft",
+         "--systems", "l1-devnet,l1-sharded", "--workloads", "transfer,nft",
          "--json", str(out_json), "--html", str(out_html)],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -78,7 +78,7 @@ def test_compare_cli_json_and_report_in_chromium(tmp_path: Path) -> None:
     assert transfer["status"] == "measured" and transfer["transactions"] == 120
     assert transfer["l1_gas_per_tx"] == 21_000  # a value transfer's gas (yellow paper)
     assert rows[("l1-devnet", "nft")]["l1_gas_per_tx"] > 21_000
-    assert rows[("zk-rollup", "transfer")]["status"] == "not-available"
+    assert rows[("l1-sharded", "transfer")]["status"] == "not-available"
 
     from playwright.sync_api import sync_playwright
 

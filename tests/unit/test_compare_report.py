@@ -34,8 +34,8 @@ def sample_result() -> CompareResult:
         measured("l1-devnet", "transfer", 600.0),
         measured("channels", "micropayment", 1500.0),
         Measurement("channels", "nft", UNSUPPORTED, UNSUPPORTED_REASONS[("channels", "nft")]),
-        Measurement("zk-rollup", "transfer", NOT_AVAILABLE, "not built yet (issue 12)"),
-        Measurement("zk-rollup", "swap", NOT_AVAILABLE, "not built yet (issue 12)"),
+        Measurement("l1-sharded", "transfer", NOT_AVAILABLE, "not built yet (issue 16)"),
+        Measurement("l1-sharded", "swap", NOT_AVAILABLE, "not built yet (issue 16)"),
     ]
     result.seconds = 12.0
     return result
@@ -72,20 +72,23 @@ def test_security_and_decentralization_follow_the_trust_model() -> None:
     plasma = compute_trilemma(SYSTEMS["plasma"], [measured("plasma", "transfer", 1)])
     # Plasma: users must watch, the block data is not on L1, transitions are not checked
     assert plasma is not None and (plasma.security, plasma.decentralization) == (0, 1)
-    assert compute_trilemma(SYSTEMS["zk-rollup"], []) is None
+    zk = compute_trilemma(SYSTEMS["zk-rollup"], [measured("zk-rollup", "transfer", 1)])
+    # ZK rollup: nothing to watch, data on L1, every transition proven
+    assert zk is not None and (zk.security, zk.decentralization) == (3, 1)
+    assert compute_trilemma(SYSTEMS["l1-sharded"], []) is None
 
 
 def test_systems_not_built_and_unsupported_pairs_have_no_figures() -> None:
-    result = run_compare(CompareOptions(systems=("zk-rollup",)))
+    result = run_compare(CompareOptions(systems=("l1-sharded",)))
     assert {r.status for r in result.rows} == {NOT_AVAILABLE}
     assert all(r.tps is None and r.l1_gas_per_tx is None for r in result.rows)
-    assert {r.reason for r in result.rows} == {"not built yet (issue 12)"}
+    assert {r.reason for r in result.rows} == {"not built yet (issue 16)"}
     plasma = run_compare(CompareOptions(systems=("plasma",), workloads=("nft", "swap")))
     assert {r.status for r in plasma.rows} == {UNSUPPORTED}
     with pytest.raises(ValueError, match="unknown system"):
         run_compare(CompareOptions(systems=("l3",)))
     with pytest.raises(ValueError, match="unknown workload"):
-        run_compare(CompareOptions(systems=("zk-rollup",), workloads=("bridge",)))
+        run_compare(CompareOptions(systems=("l1-sharded",), workloads=("bridge",)))
 
 
 def test_terminal_groups_figureless_rows_and_names_the_reason() -> None:
@@ -96,7 +99,7 @@ def test_terminal_groups_figureless_rows_and_names_the_reason() -> None:
     console = Console(width=200, record=True)
     render_terminal(result, console)
     text = console.export_text()
-    assert "not built yet (issue 12)" in text and "shared state" in text
+    assert "not built yet (issue 16)" in text and "shared state" in text
     assert "600" in text and "1,500" in text
 
 
@@ -123,7 +126,7 @@ def test_html_report_is_self_contained(tmp_path: Path) -> None:
                  "trilemma"):
         assert f"id='plot-{name}'" in doc
     assert "Scoring rules" in doc and "published, not measured here" in doc
-    assert "not built yet (issue 12)" in doc
+    assert "not built yet (issue 16)" in doc
 
 
 def test_a_system_that_fails_becomes_rows_that_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +136,7 @@ def test_a_system_that_fails_becomes_rows_that_say_so(monkeypatch: pytest.Monkey
         raise ConnectionRefusedError("node 0 did not answer")
 
     monkeypatch.setattr(compare, "_run_devnet", broken)
-    result = run_compare(CompareOptions(systems=("l1-devnet", "zk-rollup"),
+    result = run_compare(CompareOptions(systems=("l1-devnet", "l1-sharded"),
                                         workloads=("transfer", "swap")))
     dev = [r for r in result.rows if r.system == "l1-devnet"]
     assert [r.workload for r in dev] == ["transfer", "swap"]

@@ -84,6 +84,10 @@ SYSTEMS: dict[str, SystemInfo] = {s.key: s for s in (
                "finalized checkpoint (Casper FFG, two epochs)"),
     _l1_system("l1-merge", "L1 PoW->PoS at the Merge (4 nodes)", "pos", 4,
                "k confirmations before the fork, checkpoints after"),
+    SystemInfo("l1-sharded", "L1 with execution shards", "L1", "shard count",
+               _l1_trust(4, "pos"), "crosslinked into a finalized beacon block",
+               "none: funds are on the L1 (a cross-shard transfer waits for its receipt's "
+               "crosslink)", built=False, issue=16),
     SystemInfo("channels", "payment channels (4 nodes, 3 channels)", "L2", "route length",
                TrustModel(
                    custody="no one: every state carries both signatures",
