@@ -57,6 +57,7 @@ __all__ = [
     "ContractCompileError",
     "ContractDeployError",
     "compile_all",
+    "compile_sources",
     "deploy",
     "get_contract",
     "get_project_root",
@@ -162,6 +163,15 @@ def compile_all(root: Path | None = None, force: bool = False) -> dict[str, Cont
         artifacts = _extract_artifacts(output, sources)
         _write_artifacts(out_dir, artifacts, sources, key, toolchain.solc_version)
     return {name: artifact for name, artifact in sorted(artifacts.items())}
+
+
+def compile_sources(sources: Mapping[str, str], root: Path | None = None
+                    ) -> dict[str, ContractArtifact]:
+    """Compile Solidity sources given as ``{file name: text}`` (generated ones, such as a
+    verifier rendered per key) with the project's solc and settings; uncached."""
+    root = (root or get_project_root()).resolve()
+    output = _run_solc(_make_standard_input(sources), _find_toolchain(root), root)
+    return _extract_artifacts(output, sources)
 
 
 def load_artifact(name: str, root: Path | None = None) -> ContractArtifact:

@@ -21,10 +21,7 @@ from web3.types import TxReceipt
 
 from layerlab.contracts import (
     ContractArtifact,
-    _extract_artifacts,
-    _find_toolchain,
-    _make_standard_input,
-    _run_solc,
+    compile_sources,
     deploy,
     get_project_root,
     load_artifact,
@@ -70,8 +67,7 @@ def compile_verifier(build: CircuitBuild, root: Path | None = None) -> ContractA
     if proc.returncode != 0:
         raise ContractCompileError(f"rendering snarkjs's verifier failed: {proc.stderr.strip()}")
     sources = {"ZkVerifier.sol": source.read_text()}
-    output = _run_solc(_make_standard_input(sources), _find_toolchain(root), root)
-    artifact = _extract_artifacts(output, sources)["Groth16Verifier"]
+    artifact = compile_sources(sources, root)["Groth16Verifier"]
     cached.write_text(json.dumps({
         "name": artifact.name, "abi": list(artifact.abi), "bytecode": artifact.bytecode.hex(),
         "deployedBytecode": artifact.deployed_bytecode.hex()}))
