@@ -178,11 +178,16 @@ def test_history_is_bounded_and_contiguous() -> None:
     chain = Chain()
     chain.extend(*[(i,) for i in range(1, 30)])
     f = make(chain, history=4, max_blocks=10, chunk_blocks=3)
-    assert received(f.poll()) == list(range(1, 11))
+    changes = f.poll()
+    assert received(changes) == list(range(1, 11))
+    assert not any(isinstance(c, NewBlock) for c in changes)  # not caught up: no clock yet
     blocks = f.records()[b"l1-follower"]["blocks"]
     assert [b[0] for b in blocks] == [7, 8, 9, 10]
     assert received(f.poll()) == list(range(11, 21))
     assert [b[0] for b in f.records()[b"l1-follower"]["blocks"]] == [17, 18, 19, 20]
+    changes = f.poll()
+    assert received(changes) == list(range(21, 30)) and changes[-1] == NewBlock(
+        BlockNumber(29), chain.blocks[29].hash)
 
 
 @pytest.mark.parametrize("kwargs", [{"confirmations": -1}, {"history": 0}, {"max_blocks": 0},

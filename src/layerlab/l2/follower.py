@@ -17,8 +17,10 @@ This module is that one reader. Each :meth:`L1Follower.poll`
    :class:`EventReceived`, in chain order. An event is delivered once ``confirmations``
    blocks are on top of its block; with ``confirmations=0`` at once, and it may be
    retracted later;
-4. reports the head as :class:`NewBlock` when it changed (the clock of block-numbered
-   deadlines: lock expiries, settle and challenge windows).
+4. reports the head as :class:`NewBlock` when it changed, once every event up to
+   ``head - confirmations`` has been delivered (the clock of block-numbered deadlines:
+   lock expiries, settle and challenge windows; a consumer catching up must not decide a
+   deadline passed before it has read the events that came before it).
 
 Reads are checked against each other: the new blocks must extend the last delivered one
 (``parentHash``), and each log must come from the block the follower read at its height,
@@ -111,7 +113,8 @@ class EventRetracted:
 
 @dataclass(frozen=True, slots=True)
 class NewBlock:
-    """The L1 head moved (forward, or back after a reorg to a shorter chain)."""
+    """The L1 head moved (forward, or back after a reorg to a shorter chain), and every
+    event up to ``number - confirmations`` has been delivered."""
 
     number: BlockNumber
     hash: Hash32
@@ -186,7 +189,7 @@ class L1Follower:
 
     @property
     def head(self) -> NewBlock | None:
-        """The last head reported."""
+        """The last head reported (as :class:`NewBlock`)."""
         return self._head
 
     # -- following ---------------------------------------------------------------------
@@ -218,11 +221,12 @@ class L1Follower:
                     cursor = BlockNumber(last + 1)
                     changes += [EventReceived(event) for event in received]
             moved = NewBlock(head.number, head.hash)
-            if moved != self._head:
+            caught_up = cursor > head.number - self.confirmations
+            if caught_up and moved != self._head:
                 changes.append(moved)
+                self._head = moved
             self._blocks = kept[-self.history:]
             self._cursor = cursor
-            self._head = moved
             return changes
 
     async def poll_async(self) -> list[L1Change]:
