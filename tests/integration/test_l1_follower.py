@@ -2,7 +2,8 @@
 changes, delivered once and in order, after their confirmations, retracted when
 ``evm_revert`` drops their blocks (a reorg to a shorter chain, then other blocks at the
 same heights), restored from the store without loss or repetition, and a typed error when
-the node is gone."""
+the node is gone. Then the watchtower on it: a stale close is contested, a close
+retracted by a reorg is not, and a close seen before a crash is contested after it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from web3.contract import Contract
 from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l1.netctl import free_port
+from layerlab.l2.channels.onchain import ChannelContract, ChannelStatus, deploy_channels
+from layerlab.l2.channels.signing import sign_state
+from layerlab.l2.channels.types import ChannelId, ChannelState, SignedState
+from layerlab.l2.channels.watchtower import Watchtower
 from layerlab.l2.follower import (
     EventReceived,
     EventRetracted,
@@ -33,7 +38,8 @@ from tests.nodeproc import NodeProcess, rpc
 pytestmark = pytest.mark.slow
 
 DEV = derive_dev_accounts()
-DEPLOYER, RECIPIENT = DEV[0], DEV[1]
+DEPLOYER, RECIPIENT, A, B, TOWER = DEV[0], DEV[1], DEV[2], DEV[3], DEV[4]
+ETHER = 10**18
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +214,75 @@ def test_an_unreachable_node_is_a_typed_error() -> None:
     with pytest.raises(L1Unavailable, match="eth_getBlockByNumber"):
         f.poll()
     assert f.cursor == 0 and f.head is None
+
+
+# -- the watchtower on the follower ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def channels(w3: Web3) -> ChannelContract:
+    return deploy_channels(w3, DEPLOYER.private_key)
+
+
+def states(channels: ChannelContract, *nonces: int) -> tuple[ChannelId, list[SignedState]]:
+    """Open a 5-ether channel A -> B; states at ``nonces``, each paying B one ether more."""
+    channel_id, _ = channels.open(A.private_key, B.address, 5 * ETHER, 10)
+    domain = channels.domain()
+    signed = []
+    for i, nonce in enumerate(nonces):
+        s = ChannelState(channel_id, nonce, 5 * ETHER, 0, (4 - i) * ETHER, (1 + i) * ETHER)
+        signed.append(SignedState(s, sign_state(domain, s, A.private_key),
+                                  sign_state(domain, s, B.private_key)))
+    return channel_id, signed
+
+
+def tower_at(channels: ChannelContract, w3: Web3, path: Path, start: int) -> Watchtower:
+    return Watchtower(channels, TOWER.private_key, RecordStore(path), start_block=start)
+
+
+def test_the_tower_contests_a_close_on_a_revoked_state(
+        channels: ChannelContract, w3: Web3, tmp_path: Path) -> None:
+    tower = tower_at(channels, w3, tmp_path / "tower", int(w3.eth.block_number) + 1)
+    channel_id, (revoked, latest) = states(channels, 2, 9)
+    assert tower.register(latest)
+    channels.close(A.private_key, revoked)
+    [contest] = tower.poll()
+    assert (contest.channel_id, contest.closed_nonce, contest.our_nonce) == (channel_id, 2, 9)
+    assert channels.get_channel(channel_id).status is ChannelStatus.SETTLED  # B got it all
+    assert tower.poll() == [] and tower.get_pending() == []
+    tower.store.close()
+
+
+def test_the_tower_does_not_contest_a_close_a_reorg_dropped(
+        channels: ChannelContract, w3: Web3, node: NodeProcess, tmp_path: Path) -> None:
+    tower = tower_at(channels, w3, tmp_path / "tower", int(w3.eth.block_number) + 1)
+    channel_id, (revoked, latest) = states(channels, 2, 9)
+    assert tower.register(latest)
+    snapshot = rpc(node.url, "evm_snapshot")
+    channels.close(A.private_key, revoked)
+    tower.follower.commit(tower.apply_changes(tower.follower.poll()))
+    assert [c.channel_id for c in tower.get_pending()] == [channel_id]
+    rpc(node.url, "evm_revert", [snapshot])
+    mine(node, 2)
+    tower.follower.commit(tower.apply_changes(tower.follower.poll()))
+    assert tower.get_pending() == []  # dropped, not left for the contract to refuse
+    assert tower.poll() == []
+    assert channels.get_channel(channel_id).status is ChannelStatus.OPEN
+    tower.store.close()
+
+
+def test_a_close_seen_before_a_crash_is_contested_after_the_restart(
+        channels: ChannelContract, w3: Web3, tmp_path: Path) -> None:
+    start = int(w3.eth.block_number) + 1
+    tower = tower_at(channels, w3, tmp_path / "tower", start)
+    channel_id, (revoked, latest) = states(channels, 2, 9)
+    assert tower.register(latest)
+    channels.close(A.private_key, revoked)
+    tower.follower.commit(tower.apply_changes(tower.follower.poll()))
+    tower.store.close()  # killed before it sent the challenge
+
+    again = tower_at(channels, w3, tmp_path / "tower", start)
+    assert again.follower.cursor == w3.eth.block_number + 1  # the close is not read again
+    [contest] = again.poll()
+    assert (contest.channel_id, contest.closed_nonce, contest.our_nonce) == (channel_id, 2, 9)
+    again.store.close()
+
