@@ -3,11 +3,14 @@ changes, delivered once and in order, after their confirmations, retracted when
 ``evm_revert`` drops their blocks (a reorg to a shorter chain, then other blocks at the
 same heights), restored from the store without loss or repetition, and a typed error when
 the node is gone. Then the watchtower on it: a stale close is contested, a close
-retracted by a reorg is not, and a close seen before a crash is contested after it."""
+retracted by a reorg is not, and a close seen before a crash is contested after it; and a
+channel node, whose routing graph loses a channel whose opening a reorg retracted."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from web3.contract import Contract
 from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l1.netctl import free_port
+from layerlab.l2.channels.node import ChannelNode, NodeConfig
 from layerlab.l2.channels.onchain import ChannelContract, ChannelStatus, deploy_channels
 from layerlab.l2.channels.signing import sign_state
 from layerlab.l2.channels.types import ChannelId, ChannelState, SignedState
@@ -286,3 +290,30 @@ def test_a_close_seen_before_a_crash_is_contested_after_the_restart(
     assert (contest.channel_id, contest.closed_nonce, contest.our_nonce) == (channel_id, 2, 9)
     again.store.close()
 
+
+def test_a_channel_node_drops_from_its_graph_a_channel_whose_opening_was_retracted(
+        channels: ChannelContract, w3: Web3, node: NodeProcess, tmp_path: Path) -> None:
+    async def until(predicate: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
+        watcher = ChannelNode(NodeConfig(private_key=RECIPIENT.private_key, data_dir=tmp_path,
+                                         l1_url=node.url, contract_address=channels.address,
+                                         poll_interval=0.05))
+        await watcher.start()
+        try:
+            snapshot = rpc(node.url, "evm_snapshot")
+            channel_id, _ = await asyncio.to_thread(channels.open, A.private_key, B.address,
+                                                    ETHER, 10)
+            await until(lambda: channel_id in watcher.graph.channels, "the opening")
+            rpc(node.url, "evm_revert", [snapshot])
+            head = int(w3.eth.block_number)
+            await until(lambda: channel_id not in watcher.graph.channels, "the retraction")
+            await until(lambda: watcher.block == head, "the node's clock to go back")
+        finally:
+            await watcher.stop()
+
+    asyncio.run(scenario())
