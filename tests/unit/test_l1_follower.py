@@ -24,6 +24,7 @@ from layerlab.l2.follower import (
     L1FollowerError,
     L1Unavailable,
     NewBlock,
+    ReorgTooDeep,
     Writes,
 )
 from layerlab.l2.l1client import ContractEvent, L1Contract
@@ -188,6 +189,20 @@ def test_history_is_bounded_and_contiguous() -> None:
     changes = f.poll()
     assert received(changes) == list(range(21, 30)) and changes[-1] == NewBlock(
         BlockNumber(29), chain.blocks[29].hash)
+
+
+def test_after_a_reorg_too_deep_a_rewound_follower_delivers_the_new_chain() -> None:
+    chain = Chain()
+    chain.extend((1,), (2,), (3,))
+    f = make(chain, history=1)
+    assert received(f.poll()) == [1, 2, 3]
+    chain.fork(2, (20,), (30,))
+    with pytest.raises(ReorgTooDeep) as err:
+        f.poll()
+    assert err.value.fork_below == 3 and f.cursor == 4  # nothing changed
+    f.rewind(1)
+    changes = f.poll()
+    assert retracted(changes) == [] and received(changes) == [1, 20, 30]
 
 
 @pytest.mark.parametrize("kwargs", [{"confirmations": -1}, {"history": 0}, {"max_blocks": 0},

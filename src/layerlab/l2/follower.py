@@ -229,6 +229,15 @@ class L1Follower:
             self._cursor = cursor
             return changes
 
+    def rewind(self, block: int) -> None:
+        """Forget the kept blocks and deliver again from ``block`` (after a
+        :class:`ReorgTooDeep`, by a consumer that can apply events twice). Nothing is
+        retracted: the consumer rebuilds what it derived, or tolerates stale records."""
+        with self._lock:
+            self._start = self._cursor = BlockNumber(block)
+            self._blocks = ()
+            self._head = None
+
     async def poll_async(self) -> list[L1Change]:
         """:meth:`poll` in a worker thread (it only reads; the caller decides)."""
         return await asyncio.to_thread(self.poll)

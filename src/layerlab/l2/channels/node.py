@@ -70,7 +70,7 @@ from layerlab.l2.channels.signing import recover_digest_signer, sign_digest
 from layerlab.l2.channels.types import ChannelId, Hashlock, SignedState
 from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.channels.wire import read_frame, write_frame
-from layerlab.l2.follower import EventReceived, L1Change, L1Follower, NewBlock
+from layerlab.l2.follower import EventReceived, L1Change, L1Follower, NewBlock, ReorgTooDeep
 from layerlab.l2.l1client import ContractEvent
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import wait_for_stop_signal, write_ready_file
@@ -90,6 +90,8 @@ SETTLE_GRACE_BLOCKS = 3
 """Blocks the non-closer waits after the settle block before settling itself."""
 RESEND_INTERVAL = 2.0
 """Seconds between re-sends of an unanswered proposal."""
+MAX_L1_REWINDS = 10
+"""Reorgs deeper than the follower's history after which the node stops reading the L1."""
 
 
 class ProposalTimeout(ChannelError):
@@ -874,8 +876,17 @@ class ChannelNode:
                 int(fee.get("cltv_delta", 10))))
 
     async def _watch_l1(self) -> None:
-        """Follow the channel contract; its changes are applied on the event loop."""
-        await self.follower.run(self._on_l1_changes, self.config.poll_interval)
+        """Follow the channel contract; its changes are applied on the event loop. A reorg
+        deeper than the follower's history is handled as a restart would: the graph is
+        rebuilt from block 0 (everything else the L1 tells the node is idempotent)."""
+        for _ in range(MAX_L1_REWINDS):
+            try:
+                await self.follower.run(self._on_l1_changes, self.config.poll_interval)
+            except ReorgTooDeep as exc:
+                log.error("%s; reading the channel contract again from block 0", exc)
+                self.graph = create_graph()
+                self.follower.rewind(0)
+        log.error("the L1 reorganised too deep %d times: no longer watching it", MAX_L1_REWINDS)
 
     @property
     def l1_cursor(self) -> int:

@@ -49,6 +49,7 @@ from layerlab.l2.follower import (
     L1Follower,
     L1FollowerError,
     NewBlock,
+    ReorgTooDeep,
     Writes,
 )
 from layerlab.l2.store import RecordStore
@@ -261,7 +262,12 @@ class WatchtowerServer:
         while True:
             try:
                 changes = await follower.poll_async()
-            except L1FollowerError as exc:  # unreachable for a moment, or a reorg too deep
+            except ReorgTooDeep as exc:
+                # contests derived from closes the reorg dropped are refused by the
+                # contract (WrongStatus) and then dropped: reading again is safe
+                log.error("watchtower: %s; reading the contract again from block 0", exc)
+                follower.rewind(0)
+            except L1FollowerError as exc:  # unreachable for a moment
                 log.warning("watchtower: %s", exc)
             else:
                 follower.commit(self.tower.apply_changes(changes))
