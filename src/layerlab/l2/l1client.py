@@ -83,13 +83,16 @@ class L1TxError(LayerlabError):
 @dataclass(frozen=True, slots=True)
 class ContractEvent:
     """One decoded log: the Solidity event's name and its arguments by parameter name
-    (bytes32 as ``bytes``, addresses checksummed, tuples as tuples)."""
+    (bytes32 as ``bytes``, addresses checksummed, tuples as tuples), and where it is:
+    its block (``block_hash`` tells a reorganised block apart from the one it replaced),
+    transaction and index in the block."""
 
     name: str
     args: Mapping[str, Any]
     block_number: BlockNumber
     tx_hash: bytes
     log_index: int
+    block_hash: bytes = b""
 
 
 def compute_event_topic(signature: str) -> bytes:
@@ -135,14 +138,19 @@ class L1Contract:
 
     def events(self, from_block: int, to_block: BlockIdentifier = "latest") -> list[ContractEvent]:
         """Decoded events of this contract in ``[from_block, to_block]``, in chain order."""
-        params: FilterParams = {
-            "address": self.address, "fromBlock": BlockNumber(from_block), "toBlock": to_block,
-        }
         try:
-            logs = self.w3.eth.get_logs(params)
+            logs = self.get_logs(from_block, to_block)
         except Web3Exception as exc:
             raise self._error(f"{self.name}: eth_getLogs from block {from_block} failed: {exc}") from exc
         return [event for log in logs if (event := self.decode_log(log)) is not None]
+
+    def get_logs(self, from_block: int, to_block: BlockIdentifier = "latest") -> list[LogReceipt]:
+        """The raw logs of this contract in ``[from_block, to_block]`` (``eth_getLogs``);
+        web3.py's and the transport's exceptions pass through (the caller types them)."""
+        params: FilterParams = {
+            "address": self.address, "fromBlock": BlockNumber(from_block), "toBlock": to_block,
+        }
+        return self.w3.eth.get_logs(params)
 
     def decode_log(self, log: LogReceipt) -> ContractEvent | None:
         """The event of one log of this contract, or None for a log it does not declare."""
@@ -158,6 +166,7 @@ class L1Contract:
             block_number=BlockNumber(int(log["blockNumber"])),
             tx_hash=bytes(log["transactionHash"]),
             log_index=int(log["logIndex"]),
+            block_hash=bytes(log["blockHash"]) if log.get("blockHash") else b"",
         )
 
     def receipt_events(self, receipt: TxReceipt) -> list[ContractEvent]:

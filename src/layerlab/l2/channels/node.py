@@ -14,10 +14,15 @@ The I/O around the pure core (:mod:`layerlab.l2.channels.machine`):
   for the amount minus its fee and an earlier expiry. The payee settles with the preimage;
   the settlement (or a failure) travels back hop by hop. A failed attempt is retried on a
   route avoiding the failing channel.
-* **L1.** A watcher polls the channel contract: channels opened by others feed the routing
-  graph; a close by a peer on a state older than ours is challenged at once; preimages
-  revealed by ``claimLock`` settle the upstream lock; expired locks of a silent peer are
-  failed upstream and, if needed, the channel is closed and settled on L1.
+* **L1.** An :class:`~layerlab.l2.follower.L1Follower` reads the channel contract in a
+  worker thread; its changes are applied on the event loop: channels opened by others
+  feed the routing graph; a close by a peer on a state older than ours is challenged at
+  once; preimages revealed by ``claimLock`` settle the upstream lock; each new block runs
+  the block-numbered deadlines (expired locks of a silent peer are failed upstream and,
+  if needed, the channel is closed and settled on L1). A reorg's retracted events undo
+  what they can (a retracted open leaves the graph, a retracted close is not settled).
+  The follower keeps no cursor on disk: the graph is not stored either, so a restarted
+  node reads the contract from block 0 again.
 * **Control.** A small JSON API on a second port (``POST /``) serves the CLI: ``info``,
   ``open``, ``invoice``, ``pay``, ``send`` (direct payments), ``close``, ``status``.
 """
@@ -65,6 +70,8 @@ from layerlab.l2.channels.signing import recover_digest_signer, sign_digest
 from layerlab.l2.channels.types import ChannelId, Hashlock, SignedState
 from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.channels.wire import read_frame, write_frame
+from layerlab.l2.follower import EventReceived, L1Change, L1Follower, NewBlock, ReorgTooDeep
+from layerlab.l2.l1client import ContractEvent
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import wait_for_stop_signal, write_ready_file
 from layerlab.primitives.types import Address, BlockNumber, ChainId, Nonce, Timestamp, Wei
@@ -83,6 +90,8 @@ SETTLE_GRACE_BLOCKS = 3
 """Blocks the non-closer waits after the settle block before settling itself."""
 RESEND_INTERVAL = 2.0
 """Seconds between re-sends of an unanswered proposal."""
+MAX_L1_REWINDS = 10
+"""Reorgs deeper than the follower's history after which the node stops reading the L1."""
 
 
 class ProposalTimeout(ChannelError):
@@ -121,6 +130,10 @@ class NodeConfig:
     tower: tuple[str, int] | None = None
     settle_timeout: int = 20
     poll_interval: float = 0.25
+    l1_confirmations: int = 0
+    """Blocks on top of an L1 event before the node acts on it. 0 acts at once (a
+    challenge cannot wait: the dispute window is counted in blocks); on a chain that
+    reorganises, a deposit credited off-chain may then vanish."""
 
 
 @dataclass
@@ -188,7 +201,7 @@ class ChannelNode:
         self.payments: dict[bytes, Payment] = {}
         self.graph: ChannelGraph = create_graph()
         self.block = BlockNumber(0)
-        self.l1_cursor = 0
+        self.follower = L1Follower(self.contract.l1, confirmations=config.l1_confirmations)
         self._server: asyncio.AbstractServer | None = None
         self._control: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -197,19 +210,18 @@ class ChannelNode:
         self._attempt_failed: dict[bytes, asyncio.Event] = {}
         self._tentative: dict[bytes, list[m.UpdateCommitted]] = {}
         self._unsure: dict[bytes, tuple[bytes, int, int]] = {}
+        """Forwarded locks whose outgoing proposal was abandoned: (channel, nonce, expiry)."""
         self._failing: set[tuple[bytes, bytes]] = set()
         self._settle_after: dict[bytes, int] = {}
         """Channels closed unilaterally on L1, by settle block: settle once it passes."""
-        """Forwarded locks whose outgoing proposal was abandoned: (channel, nonce, expiry)."""
+        self._settling: set[bytes] = set()
         self._background: set[asyncio.Future[Any]] = set()
         self._outboxes: dict[bytes, asyncio.Queue[dict[str, Any]]] = {}
-        self._main_loop: asyncio.AbstractEventLoop | None = None
         self._tower_checked = -10.0
         self._tower_cached: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self._main_loop = asyncio.get_running_loop()
         self.block = BlockNumber(await asyncio.to_thread(self.contract.block_number))
         self._restore()
         self._server = await asyncio.start_server(self._on_connection, self.config.host,
@@ -416,6 +428,10 @@ class ChannelNode:
             self._spawn(self._send_quietly(channel.peer, frame))
         for event in transition.events:
             self._on_event(channel, event)
+        # a transition may revoke a state an unsure forward waited on, or end the pending
+        # proposal that kept an expired lock from being failed
+        self._resolve_unsure(channel.channel_id)
+        self._fail_expired(channel.channel_id)
 
     def _spawn(self, coro: Any) -> None:
         """Run ``coro`` in the background, keeping a reference until it is done."""
@@ -612,6 +628,7 @@ class ChannelNode:
             # incoming lock is failed only once that state is revoked or the lock expired
             nonce = self.channels[out_channel].latest.state.nonce + 1
             self._unsure[hashlock] = (out_channel, nonce, expiry)
+            self._resolve_unsure(out_channel)
         elif not isinstance(outcome, m.UpdateCommitted):
             fwd.state = "failed"
             self._save_forward(fwd)
@@ -859,20 +876,118 @@ class ChannelNode:
                 int(fee.get("cltv_delta", 10))))
 
     async def _watch_l1(self) -> None:
-        while True:
+        """Follow the channel contract; its changes are applied on the event loop. A reorg
+        deeper than the follower's history is handled as a restart would: the graph is
+        rebuilt from block 0 (everything else the L1 tells the node is idempotent)."""
+        for _ in range(MAX_L1_REWINDS):
             try:
-                await asyncio.to_thread(self._poll_l1)
-            except Exception:  # L1 briefly unreachable: try again next round
-                log.exception("L1 poll failed")
-            self._resolve_unsure()
-            self._fail_expired()
-            await asyncio.sleep(self.config.poll_interval)
+                await self.follower.run(self._on_l1_changes, self.config.poll_interval)
+            except ReorgTooDeep as exc:
+                log.error("%s; reading the channel contract again from block 0", exc)
+                self.graph = create_graph()
+                self.follower.rewind(0)
+        log.error("the L1 reorganised too deep %d times: no longer watching it", MAX_L1_REWINDS)
 
-    def _resolve_unsure(self) -> None:
+    @property
+    def l1_cursor(self) -> int:
+        """The next L1 block the watcher will read."""
+        return int(self.follower.cursor)
+
+    def _on_l1_changes(self, changes: list[L1Change]) -> None:
+        for change in changes:
+            if isinstance(change, NewBlock):
+                self.block = change.number
+                self._on_block()
+            elif isinstance(change, EventReceived):
+                self._on_l1_event(change.event)
+            else:
+                self._on_l1_retracted(change.event)
+
+    def _on_block(self) -> None:
+        """The L1 clock moved: deadlines of forwarded locks, expired locks, settlements."""
+        self._resolve_unsure()
+        self._fail_expired()
+        for channel_id, settle_after in list(self._settle_after.items()):
+            if self.block > settle_after and channel_id not in self._settling:
+                self._settling.add(channel_id)
+                self._spawn(self._settle_on_l1(ChannelId(channel_id)))
+
+    def _on_l1_event(self, event: ContractEvent) -> None:
+        raw_id = event.args.get("channelId")
+        if not isinstance(raw_id, bytes):
+            return
+        cid = ChannelId(raw_id)
+        if event.name == "ChannelOpened":
+            a, b = _unhex(event.args["participantA"]), _unhex(event.args["participantB"])
+            self._add_to_graph(cid, a, b, int(event.args["deposit"]), 0)
+        elif event.name in ("ChannelSettled", "CooperativelyClosed", "ChannelChallenged"):
+            self.graph = apply_channel_closed(self.graph, cid)
+            if event.name != "ChannelChallenged":
+                self._settle_after.pop(cid, None)
+        elif event.name == "ChannelClosed" and cid in self.channels:
+            closer = _unhex(str(event.args["closer"]))
+            # the closer settles; the other side only if it has not, a few blocks later
+            grace = 0 if closer == self.address else SETTLE_GRACE_BLOCKS
+            self._settle_after[cid] = int(event.args["settleBlock"]) + grace
+            self._on_closed_on_l1(cid, int(event.args["nonce"]))
+        elif event.name == "Deposited" and cid in self.channels:
+            channel = self.channels[cid]
+            side_a = _unhex(str(event.args["participant"])) == (
+                self.address if channel.role == "a" else channel.peer)
+            total = int(event.args["totalDeposit"])
+            self._observe_deposits(cid, max(channel.l1_deposit_a, total) if side_a
+                                   else channel.l1_deposit_a,
+                                   channel.l1_deposit_b if side_a
+                                   else max(channel.l1_deposit_b, total))
+        elif event.name == "LockClaimed":
+            self._on_preimage(bytes(event.args["hashlock"]), bytes(event.args["preimage"]))
+
+    def _on_l1_retracted(self, event: ContractEvent) -> None:
+        """An event's block left the L1 chain (a reorg): undo what can be undone."""
+        raw_id = event.args.get("channelId")
+        if not isinstance(raw_id, bytes):
+            return
+        cid = ChannelId(raw_id)
+        if event.name == "ChannelOpened":
+            self.graph = apply_channel_closed(self.graph, cid)
+        elif event.name == "ChannelClosed":
+            self._settle_after.pop(cid, None)
+        # A deposit seen stays seen (the machine's L1 deposits only grow) and a preimage
+        # learned stays known; a close settled or challenged leaves the graph until the
+        # replacing chain shows it again. Confirmations (NodeConfig.l1_confirmations) are
+        # the defence against the first.
+        log.warning("L1 reorg retracted %s of 0x%s in block %d", event.name,
+                    raw_id.hex()[:12], event.block_number)
+
+    async def _settle_on_l1(self, channel_id: ChannelId) -> None:
+        """Settle a closed channel whose window is over; the contract's typed refusal says
+        whether to try again at a later block (``SettleTooEarly``, ``LockNotExpired``, a
+        node unreachable) or to stop (``WrongStatus``: settled already)."""
+        try:
+            onchain = await asyncio.to_thread(self.contract.get_channel, channel_id)
+            if onchain.status != ChannelStatus.CLOSING:
+                self._settle_after.pop(channel_id, None)
+                return
+            await asyncio.to_thread(self.contract.settle, self.key, channel_id)
+            self._settle_after.pop(channel_id, None)
+            log.info("settled 0x%s on L1", channel_id.hex()[:12])
+        except ChannelTxError as exc:
+            if exc.error_name in ("WrongStatus", "UnknownChannel"):
+                self._settle_after.pop(channel_id, None)
+            else:
+                log.info("settling 0x%s: %s (will retry at a later block)",
+                         channel_id.hex()[:12], exc)
+        finally:
+            self._settling.discard(channel_id)
+
+    def _resolve_unsure(self, only: bytes | None = None) -> None:
         """Forwarded locks whose outgoing proposal was abandoned: once that state can no
         longer be committed or closed on (revoked, or the lock expired), fail upstream; if
-        the peer countersigned it after all, it is simply forwarded."""
+        the peer countersigned it after all, it is simply forwarded. Run on each new block
+        and after each transition of the outgoing channel (``only``)."""
         for hashlock, (out_channel, nonce, expiry) in list(self._unsure.items()):
+            if only is not None and out_channel != only:
+                continue
             channel = self.channels[out_channel]
             if m.get_lock(channel.latest.state, Hashlock(hashlock)) is not None:
                 del self._unsure[hashlock]
@@ -880,12 +995,15 @@ class ChannelNode:
                 del self._unsure[hashlock]
                 self._on_downstream_failed(out_channel, hashlock)
 
-    def _fail_expired(self) -> None:
+    def _fail_expired(self, only: bytes | None = None) -> None:
         """Locks we offered that expired unsettled: propose FailLock (BOLT 2 lets the payer
         time them out); the upstream lock is failed when that commits. A peer that never
         answers keeps the lock in our latest state: close on L1 and it is refunded at
-        settlement."""
+        settlement. Run on each new block and after each transition of a channel
+        (``only``)."""
         for channel_id, channel in self.channels.items():
+            if only is not None and channel_id != only:
+                continue
             if m.is_closed(channel) or channel.pending is not None:
                 continue
             for lock in m.get_refundable_locks(channel, self.block):
@@ -908,65 +1026,24 @@ class ChannelNode:
         finally:
             self._failing.discard((channel_id, hashlock))
 
-    def _poll_l1(self) -> None:
-        head = self.contract.block_number()
-        self.block = BlockNumber(head)
-        if head < self.l1_cursor:
-            return
-        for event in self.contract.events(self.l1_cursor, head):
-            cid = event.channel_id
-            if cid is None:
-                continue
-            if event.name == "ChannelOpened":
-                a, b = _unhex(event.args["participantA"]), _unhex(event.args["participantB"])
-                self._add_to_graph(cid, a, b, int(event.args.get("deposit", 0)), 0)
-            elif event.name in ("ChannelSettled", "CooperativelyClosed", "ChannelChallenged"):
-                self.graph = apply_channel_closed(self.graph, cid)
-            elif event.name == "ChannelClosed" and cid in self.channels:
-                closer = _unhex(str(event.args.get("closer", "0x")))
-                # the closer settles; the other side only if it has not, a few blocks later
-                grace = 0 if closer == self.address else SETTLE_GRACE_BLOCKS
-                self._settle_after[cid] = int(event.args.get("settleBlock", 0)) + grace
-                self._on_closed_on_l1(cid, int(event.args.get("nonce", 0)))
-            elif event.name == "Deposited" and cid in self.channels:
-                onchain = self.contract.get_channel(cid)
-                assert self._main_loop is not None
-                self._main_loop.call_soon_threadsafe(
-                    self._observe_deposits, bytes(cid), onchain.deposit_a, onchain.deposit_b)
-            elif event.name == "LockClaimed":
-                preimage = bytes(event.args["preimage"])
-                assert self._main_loop is not None
-                self._main_loop.call_soon_threadsafe(
-                    self._on_preimage, bytes(event.args["hashlock"]), preimage)
-        self.l1_cursor = head + 1
-        for closing, settle_block in list(self._settle_after.items()):
-            if head > settle_block:
-                if self.contract.get_channel(ChannelId(closing)).status != ChannelStatus.CLOSING:
-                    del self._settle_after[closing]
-                    continue
-                try:
-                    self.contract.settle(self.key, ChannelId(closing))
-                    del self._settle_after[closing]
-                    log.info("settled 0x%s on L1", closing.hex()[:12])
-                except ChannelTxError as exc:  # locks not expired yet, or already settled
-                    if "WrongStatus" in str(exc):
-                        del self._settle_after[closing]
-
     def _observe_deposits(self, channel_id: bytes, deposit_a: int, deposit_b: int) -> None:
         channel = self.channels[channel_id]
         if (deposit_a, deposit_b) != (channel.l1_deposit_a, channel.l1_deposit_b):
             self._save_channel(m.apply_observed_deposits(channel, Wei(deposit_a), Wei(deposit_b)))
 
-    def _on_closed_on_l1(self, channel_id: bytes, closed_nonce: int) -> None:
-        channel = self.channels[channel_id]
-        ours = channel.latest
+    def _on_closed_on_l1(self, channel_id: ChannelId, closed_nonce: int) -> None:
+        """A close on a state older than our latest is challenged at once."""
+        ours = self.channels[channel_id].latest
         if ours.state.nonce > closed_nonce:
-            try:
-                self.contract.challenge(self.key, ours)
-                log.warning("peer closed 0x%s on stale nonce %d; challenged with %d",
-                            channel_id.hex()[:12], closed_nonce, ours.state.nonce)
-            except ChannelTxError as exc:
-                log.warning("challenge failed: %s", exc)
+            self._spawn(self._challenge(channel_id, closed_nonce, ours))
+
+    async def _challenge(self, channel_id: ChannelId, closed_nonce: int, ours: SignedState) -> None:
+        try:
+            await asyncio.to_thread(self.contract.challenge, self.key, ours)
+            log.warning("peer closed 0x%s on stale nonce %d; challenged with %d",
+                        channel_id.hex()[:12], closed_nonce, ours.state.nonce)
+        except ChannelTxError as exc:
+            log.warning("challenge failed: %s", exc)
 
     # ------------------------------------------------------------------ control API
     async def _on_control(self, request: web.Request) -> web.Response:

@@ -231,6 +231,12 @@ class ChannelContract:
     def contract(self) -> Contract:
         return self._contract
 
+    @property
+    def l1(self) -> L1Contract:
+        """The generic client under the channel names (what an
+        :class:`~layerlab.l2.follower.L1Follower` follows)."""
+        return self._l1
+
     # -- views ----------------------------------------------------------------------------
 
     def domain(self) -> Domain:
