@@ -582,6 +582,7 @@ def plasma_operator(
     port: Annotated[int, typer.Option()] = 0,
     block_interval: Annotated[float, typer.Option()] = 1.0,
     adversarial: Annotated[bool, typer.Option(help="Serve the debug methods of attack tests.")] = False,
+    start_block: Annotated[int, typer.Option(help="L1 block to read events from at first.")] = 0,
 ) -> None:
     """Run the operator (started by `plasma up`)."""
     import asyncio
@@ -594,7 +595,7 @@ def plasma_operator(
     key = derive_dev_accounts(count=OPERATOR_ACCOUNT + 1)[OPERATOR_ACCOUNT].private_key
     config = OperatorConfig(private_key=key, data_dir=directory, l1_url=l1_url,
                             contract_address=contract, port=port, block_interval=block_interval,
-                            adversarial=adversarial)
+                            adversarial=adversarial, start_block=start_block)
     asyncio.run(run_operator(config, directory / "operator.ready"))
 
 

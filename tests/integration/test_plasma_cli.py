@@ -81,9 +81,8 @@ def test_plasma_runs_on_hardhat_too(tmp_path: Path) -> None:
         start = int(w3.eth.block_number)
         pid, port = spawn_operator(tmp_path, hardhat.url, contract.address, block_interval=3600)
         url = f"http://127.0.0.1:{port}"
-        alice = Watcher(contract, url, [DEV[2].private_key])
-        bob = Watcher(contract, url, [DEV[3].private_key])
-        alice.cursor = bob.cursor = start
+        alice = Watcher(contract, url, [DEV[2].private_key], start_block=start)
+        bob = Watcher(contract, url, [DEV[3].private_key], start_block=start)
         contract.deposit(DEV[2].private_key, ETHER)
         wait_for(lambda: rpc_call(url, "plasma_status")["utxos"] == 1, "the deposit")
         alice.poll()

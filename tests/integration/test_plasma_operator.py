@@ -42,20 +42,20 @@ class Chain:
         self.start_block = int(w3.eth.block_number)
         self.adversarial = adversarial
         self.pid, self.port = spawn_operator(directory, node.url, self.contract.address,
-                                             block_interval=3600, adversarial=adversarial)
+                                             block_interval=3600, adversarial=adversarial,
+                                             start_block=self.start_block)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def restart(self, kill: bool = True) -> None:
         stop([self.pid], timeout=0 if kill else 15)
         self.pid, self.port = spawn_operator(self.dir, self.node.url, self.contract.address,
                                              port=self.port, block_interval=3600,
-                                             adversarial=self.adversarial)
+                                             adversarial=self.adversarial,
+                                             start_block=self.start_block)
 
     def watcher(self, *accounts) -> Watcher:  # type: ignore[no-untyped-def]
-        w = Watcher(PlasmaContract.at(self.w3, self.contract.address), self.url,
-                    [a.private_key for a in accounts])
-        w.cursor = self.start_block
-        return w
+        return Watcher(PlasmaContract.at(self.w3, self.contract.address), self.url,
+                       [a.private_key for a in accounts], start_block=self.start_block)
 
     def seal(self) -> int:
         return int(rpc_call(self.url, "plasma_sealBlock", [], timeout=60)["blknum"])

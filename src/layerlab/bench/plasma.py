@@ -85,7 +85,8 @@ class _Bench:
         self.domain = self.contract.domain
         self.deploy_block = int(self.w3.eth.block_number)
         self.pid, port = spawn_operator(directory, url, self.contract.address,
-                                        block_interval=3600.0, adversarial=True)
+                                        block_interval=3600.0, adversarial=True,
+                                        start_block=self.deploy_block)
         self.operator_url = f"http://127.0.0.1:{port}"
         self.chain = ChildChain(self.domain)
         """The payer's view: every block the bench sealed, re-applied here."""
@@ -215,8 +216,8 @@ class _Bench:
                  .sign(self.domain, [self.payer])
                  for u in self.chain.utxos_of(self.payer_addr)[:outputs]]
         self.run_block(gifts)
-        watcher = Watcher(self.contract, self.operator_url, [holder], directory / "mass")
-        watcher.cursor = self.deploy_block
+        watcher = Watcher(self.contract, self.operator_url, [holder], directory / "mass",
+                          start_block=self.deploy_block)
         watcher.poll()
         held = len(watcher.chain.utxos_of(holder_addr))
         rpc_call(self.operator_url, "plasma_debugWithhold", [self.chain.next_child_block])

@@ -54,7 +54,8 @@ def up(directory: Path = DEFAULT_DIR, l1_url: str | None = None, preset: str = "
     desc["deploy_block"] = int(w3.eth.block_number)
     _write(directory, desc)
     proc, port = spawn_operator(directory, l1_url, contract.address,
-                                block_interval=block_interval, adversarial=adversarial)
+                                block_interval=block_interval, adversarial=adversarial,
+                                start_block=desc["deploy_block"])
     desc["pids"].append(proc)
     desc["operator_url"] = f"http://127.0.0.1:{port}"
     desc["block_interval"] = block_interval
@@ -64,12 +65,14 @@ def up(directory: Path = DEFAULT_DIR, l1_url: str | None = None, preset: str = "
 
 
 def spawn_operator(directory: Path, l1_url: str, contract: str, *, port: int = 0,
-                   block_interval: float = 1.0, adversarial: bool = False) -> tuple[int, int]:
+                   block_interval: float = 1.0, adversarial: bool = False,
+                   start_block: int = 0) -> tuple[int, int]:
     """Start the operator process on ``directory/operator``; returns (pid, port)."""
     ready = directory / "operator.ready"
     ready.unlink(missing_ok=True)
     args = ["plasma", "operator", "--dir", str(directory), "--l1-url", l1_url,
-            "--contract", contract, "--port", str(port), "--block-interval", str(block_interval)]
+            "--contract", contract, "--port", str(port), "--block-interval", str(block_interval),
+            "--start-block", str(start_block)]
     if adversarial:
         args.append("--adversarial")
     log_path = directory / "operator.log"
@@ -93,9 +96,8 @@ def user_watcher(directory: Path, account: int) -> Watcher:
     key = derive_dev_accounts(count=account + 1)[account].private_key
     w3 = Web3(Web3.HTTPProvider(desc["l1_url"], request_kwargs={"timeout": 60}))
     contract = PlasmaContract.at(w3, desc["contract"])
-    watcher = Watcher(contract, desc["operator_url"], [key], directory / f"user{account}")
-    watcher.cursor = max(watcher.cursor, int(desc.get("deploy_block", 0)))
-    return watcher
+    return Watcher(contract, desc["operator_url"], [key], directory / f"user{account}",
+                   start_block=int(desc.get("deploy_block", 0)))
 
 
 def down(directory: Path = DEFAULT_DIR) -> int:

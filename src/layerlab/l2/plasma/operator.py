@@ -8,7 +8,9 @@ signature, and if it publishes an invalid block or withholds one, the watchers e
 **Crash safety.** Every admitted transaction is written to a :class:`RecordStore` (one
 LevelDB write) *before* its acknowledgement; sealing a block writes the block and deletes
 its pending records in one atomic batch *before* its root is sent to L1; each deposit the
-L1 contract made is written with the L1 cursor. A restart rebuilds the ledger from the
+L1 contract made is written in the same batch as the L1 follower's cursor
+(:class:`~layerlab.l2.follower.L1Follower`; a deposit a reorg drops is removed again while
+unspent). A restart rebuilds the ledger from the
 deposits and blocks on disk, re-admits the pending transactions, and submits any sealed
 block whose root the L1 does not hold yet, so a SIGKILL at any moment loses no
 acknowledged transaction and never commits two roots for one block number.
@@ -42,6 +44,15 @@ from typing import Any, Final
 from web3 import Web3
 
 from layerlab.errors import LayerlabError
+from layerlab.l2.follower import (
+    EventReceived,
+    EventRetracted,
+    L1Change,
+    L1Follower,
+    ReorgTooDeep,
+    Writes,
+)
+from layerlab.l2.l1client import ContractEvent
 from layerlab.l2.plasma.machine import ChildBlock, ChildChain
 from layerlab.l2.plasma.onchain import PlasmaContract
 from layerlab.l2.plasma.types import (
@@ -50,6 +61,7 @@ from layerlab.l2.plasma.types import (
     PlasmaError,
     SignedTransaction,
     decode_position,
+    encode_position,
 )
 from layerlab.l2.service import JsonRpcServer
 from layerlab.l2.store import RecordStore
@@ -62,7 +74,8 @@ log = logging.getLogger(__name__)
 PENDING: Final = b"p:"
 BLOCK: Final = b"b:"
 DEPOSIT: Final = b"d:"
-CURSOR: Final = b"cursor"
+EXITED: Final = b"x:"
+FOLLOWER: Final = b"l1-follower"
 WITHHELD_CODE: Final = -32001
 
 
@@ -80,6 +93,8 @@ class OperatorConfig:
     poll_interval: float = 0.25
     """Seconds between reads of the L1's deposit events."""
     adversarial: bool = False
+    start_block: int = 0
+    """Where the L1 follower starts without a stored cursor (the contract's deployment)."""
 
 
 class Withheld(PlasmaError):
@@ -102,7 +117,8 @@ class Operator:
         self.chain = ChildChain(self.contract.domain, max_block_txs=config.max_block_txs)
         self.store = RecordStore(config.data_dir / "operator")
         self.pending_seq = 0
-        self.l1_cursor = 0
+        self.follower = L1Follower(self.contract.l1, store=self.store, key=FOLLOWER,
+                                   start_block=config.start_block)
         self.withhold_from: int | None = None
         self.submitted_through = 0
         """The highest child block whose root the L1 holds."""
@@ -134,8 +150,6 @@ class Operator:
         self.store.close()
 
     def _restore(self) -> None:
-        cursor = self.store.get(CURSOR)
-        self.l1_cursor = int(cursor) if cursor is not None else 0
         records: list[tuple[int, Any, bool]] = [
             (int.from_bytes(k[len(DEPOSIT):], "big"), v, True) for k, v in self.store.items(DEPOSIT)]
         records += [(int.from_bytes(k[len(BLOCK):], "big"), v, False)
@@ -147,6 +161,8 @@ class Operator:
             else:
                 block = ChildBlock.from_json(value)
                 self.chain.commit_block(block)  # our own sealed block
+        for key, _ in self.store.items(EXITED):
+            self.chain.remove_exited(int.from_bytes(key[len(EXITED):], "big"))
         dropped = 0
         for key, value in self.store.items(PENDING):
             self.pending_seq = max(self.pending_seq, int.from_bytes(key[len(PENDING):], "big") + 1)
@@ -211,34 +227,62 @@ class Operator:
 
     # ------------------------------------------------------------------ the L1
     async def _follow_l1(self) -> None:
+        """Read the L1 in a worker thread; apply what it says on the event loop, where the
+        JSON-RPC handlers change the same ledger."""
         while True:
             try:
-                await asyncio.to_thread(self.poll_l1)
+                self.apply_l1(await self.follower.poll_async())
+            except ReorgTooDeep:
+                log.error("an L1 reorg deeper than the follower's history: reading again "
+                          "from block %d", self.config.start_block)
+                self.follower.rewind(self.config.start_block)
             except LayerlabError as exc:
                 log.warning("reading the L1 failed (will retry): %s", exc)
             await asyncio.sleep(self.config.poll_interval)
 
-    def poll_l1(self) -> None:
-        """Credit the deposits made on L1 since the cursor and drop exited outputs."""
-        head = int(self.w3.eth.block_number)
-        if head < self.l1_cursor:
+    def apply_l1(self, changes: list[L1Change]) -> None:
+        """Apply the L1's contract events (deposits credited, exited outputs dropped, a
+        dropped deposit removed), then store what they changed with the follower's cursor
+        in one batch."""
+        puts: dict[bytes, Any] = {}
+        deletes: list[bytes] = []
+        for change in changes:
+            if isinstance(change, EventReceived):
+                self._on_l1_event(change.event, puts)
+            elif isinstance(change, EventRetracted):
+                self._on_l1_retracted(change.event, deletes)
+        self.follower.commit(Writes(puts, tuple(deletes)))
+
+    def _on_l1_event(self, event: ContractEvent, puts: dict[bytes, Any]) -> None:
+        if event.name == "DepositCreated":
+            blknum = int(event.args["blknum"])
+            if blknum in self.chain.blocks:
+                return
+            owner = bytes.fromhex(str(event.args["owner"])[2:])
+            token = bytes.fromhex(str(event.args["token"])[2:])
+            amount = int(event.args["amount"])
+            self.chain.add_deposit(blknum, owner, token, amount)
+            puts[_key(DEPOSIT, blknum)] = {"owner": owner.hex(), "token": token.hex(),
+                                           "amount": str(amount)}
+        elif event.name == "ExitStarted":
+            position = int(event.args["utxoPos"])
+            self.chain.remove_exited(position)
+            puts[_key(EXITED, position)] = True
+
+    def _on_l1_retracted(self, event: ContractEvent, deletes: list[bytes]) -> None:
+        """A reorg dropped a deposit: its output goes while no admitted transaction spends
+        it (after that, the block spending it stands on an output L1 no longer has)."""
+        if event.name != "DepositCreated":
             return
-        for event in self.contract.l1.events(self.l1_cursor, head):
-            if event.name == "DepositCreated":
-                blknum = int(event.args["blknum"])
-                if blknum in self.chain.blocks:
-                    continue
-                owner = bytes.fromhex(str(event.args["owner"])[2:])
-                token = bytes.fromhex(str(event.args["token"])[2:])
-                amount = int(event.args["amount"])
-                self.chain.add_deposit(blknum, owner, token, amount)
-                self.store.write({_key(DEPOSIT, blknum): {"owner": owner.hex(), "token": token.hex(),
-                                                          "amount": str(amount)},
-                                  CURSOR: event.block_number})
-            elif event.name == "ExitStarted":
-                self.chain.remove_exited(int(event.args["utxoPos"]))
-        self.l1_cursor = head + 1
-        self.store.put(CURSOR, self.l1_cursor)
+        blknum = int(event.args["blknum"])
+        position = encode_position(blknum, 0, 0)
+        if position in self.chain.utxos and position not in self.chain.pending_spent:
+            self.chain.utxos.pop(position)
+            self.chain.blocks.pop(blknum, None)
+            deletes.append(_key(DEPOSIT, blknum))
+        else:
+            log.error("deposit block %d was dropped by an L1 reorg after its output was spent",
+                      blknum)
 
     # ------------------------------------------------------------------ JSON-RPC
     def _methods(self) -> dict[str, Callable[[list[Any]], Any]]:

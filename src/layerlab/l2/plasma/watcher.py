@@ -4,7 +4,8 @@ outputs, and exits or challenges on its own.
 Plasma's security is the exit game, and the exit game only protects users who watch
 (Plasma MVP, "Minimal Viable Plasma", 2018; More Viable Plasma, 2018). A watcher:
 
-1. follows the L1 contract's events from a cursor: ``DepositCreated`` adds a deposit
+1. follows the L1 contract's events (:class:`~layerlab.l2.follower.L1Follower`, its cursor
+   stored with the blocks it derived from them): ``DepositCreated`` adds a deposit
    block, ``BlockSubmitted`` makes it fetch that block from the operator, check that its
    transactions hash to the committed root and re-execute them (:class:`ChildChain`);
 2. raises an alarm on the first block that is **withheld** (the operator does not serve
@@ -36,6 +37,7 @@ from eth_account import Account
 from web3 import Web3
 
 from layerlab.errors import LayerlabError, MalformedEncoding
+from layerlab.l2.follower import EventReceived, EventRetracted, L1Follower, Writes
 from layerlab.l2.l1client import ContractEvent
 from layerlab.l2.plasma.machine import ChildBlock, ChildChain, InvalidBlockFound, spend
 from layerlab.l2.plasma.onchain import PlasmaContract
@@ -57,7 +59,7 @@ log = logging.getLogger(__name__)
 _BLOCK: Final = b"b:"
 _DEPOSIT: Final = b"d:"
 _INFLIGHT: Final = b"f:"
-_CURSOR: Final = b"cursor"
+_FOLLOWER: Final = b"l1-follower"
 FETCH_ATTEMPTS: Final = 3
 FETCH_RETRY_SECONDS: Final = 0.3
 
@@ -85,12 +87,11 @@ class Watcher:
     """Watches one child chain for the users whose keys it holds (see the module docstring)."""
 
     def __init__(self, contract: PlasmaContract, operator_url: str, keys: Sequence[bytes],
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, start_block: int = 0) -> None:
         self.contract = contract
         self.operator_url = operator_url
         self.keys = {bytes.fromhex(Account.from_key(k).address[2:]): k for k in keys}
         self.chain = ChildChain(contract.domain)
-        self.cursor = 0
         self.halted_at: int | None = None
         """The first withheld or invalid child block; None while the chain is safe."""
         self.alarms: list[Alarm] = []
@@ -98,6 +99,9 @@ class Watcher:
         self.spent_by: dict[int, tuple[SignedTransaction, int]] = {}
         self.done = _Actions()
         self.store = RecordStore(data_dir / "watcher") if data_dir is not None else None
+        self.follower = L1Follower(contract.l1, start_block=start_block, store=self.store,
+                                   key=_FOLLOWER)
+        self._puts: dict[bytes, Any] = {}
         self._restore()
 
     # ------------------------------------------------------------------ the users' side
@@ -132,15 +136,18 @@ class Watcher:
     def poll(self) -> list[Alarm]:
         """Process the L1's events since the cursor; act on what they show. Returns the
         alarms raised in this round."""
-        head = int(self.contract.w3.eth.block_number)
-        if head < self.cursor:
-            return []
         before = len(self.alarms)
-        for event in self.contract.l1.events(self.cursor, head):
-            self._on_event(event)
-        self.cursor = head + 1
+        self._puts = {}
+        for change in self.follower.poll():
+            if isinstance(change, EventReceived):
+                self._on_event(change.event)
+            elif isinstance(change, EventRetracted):
+                # a root or deposit an L1 reorg dropped: the operator commits it again (or
+                # a watcher sees that it does not); nothing of ours to undo yet
+                log.warning("plasma watcher: L1 reorg dropped %s in block %d", change.event.name,
+                            change.event.block_number)
         if self.store is not None:
-            self.store.put(_CURSOR, self.cursor)
+            self.follower.commit(Writes(self._puts))
         if self.halted_at is not None:
             self.exit_everything()
         return self.alarms[before:]
@@ -152,10 +159,8 @@ class Watcher:
             if blknum not in self.chain.blocks:
                 owner, token = _addr(args["owner"]), _addr(args["token"])
                 self.chain.add_deposit(blknum, owner, token, int(args["amount"]))
-                if self.store is not None:
-                    self.store.put(_DEPOSIT + blknum.to_bytes(8, "big"),
-                                   {"owner": owner.hex(), "token": token.hex(),
-                                    "amount": str(args["amount"])})
+                self._puts[_DEPOSIT + blknum.to_bytes(8, "big")] = {
+                    "owner": owner.hex(), "token": token.hex(), "amount": str(args["amount"])}
         elif name == "BlockSubmitted":
             self._on_block(int(args["blknum"]), bytes(args["root"]))
         elif name == "ExitStarted":
@@ -177,8 +182,7 @@ class Watcher:
         except PlasmaError as exc:
             self._halt(Alarm("invalid-block", blknum, str(exc)))
             return
-        if self.store is not None:
-            self.store.put(_BLOCK + blknum.to_bytes(8, "big"), block.to_json())
+        self._puts[_BLOCK + blknum.to_bytes(8, "big")] = block.to_json()
         self._index_block(block)
 
     def _fetch_block(self, blknum: int, root: bytes) -> ChildBlock | None:
@@ -310,8 +314,6 @@ class Watcher:
     def _restore(self) -> None:
         if self.store is None:
             return
-        cursor = self.store.get(_CURSOR)
-        self.cursor = int(cursor) if cursor is not None else 0
         records: list[tuple[int, Any, bool]] = [
             (int.from_bytes(k[2:], "big"), v, True) for k, v in self.store.items(_DEPOSIT)]
         records += [(int.from_bytes(k[2:], "big"), v, False) for k, v in self.store.items(_BLOCK)]
