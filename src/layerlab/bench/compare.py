@@ -48,8 +48,9 @@ __all__ = ["SYSTEMS", "CompareOptions", "CompareResult", "ScalingPoint", "run_co
 
 DEVNET_BLOCK_TIME = 1.0
 MERGE_BLOCK = 12
-"""The Merge network's fork block: PoW (~1-2 s blocks) reaches it about while the first
-burst runs, so the transfers cross the fork."""
+"""The Merge network's fork block. The burst waits until the PoW chain is two blocks short
+of it (bounded), so the transfers cross the fork; the row says which blocks they filled."""
+MERGE_LEAD_BLOCKS = 2
 SCALING_BURST = 2000
 """Transfers per scaling run: more than a 15M-gas block holds (714), so the limit shows."""
 CHANNEL_SETTLE_BLOCKS = 20
@@ -314,13 +315,28 @@ def _run_network(system: str, opts: CompareOptions, progress: Progress) -> list[
                 time.sleep(0.2)
             keys = [a.private_key for a in derive_dev_accounts()[:9]]
             url = specs[0].url
+            if consensus == "merge":
+                progress(f"{SYSTEMS[system].name}: mining up to the fork")
+                deadline = time.monotonic() + 90
+                while (int(rpc_call(url, "eth_blockNumber"), 16) < MERGE_BLOCK - MERGE_LEAD_BLOCKS
+                       and time.monotonic() < deadline):
+                    time.sleep(0.2)
             for workload in workloads:
                 progress(f"{SYSTEMS[system].name}: {opts.tx} x {workload}")
+                first = int(rpc_call(url, "eth_blockNumber"), 16) + 1
                 run = run_l1_workload(url, keys, workload, opts.tx,
                                       latency_samples=opts.latency_samples, block_time=1.0,
                                       inclusion_timeout=180)
-                rows.append(_l1_row(system, run, (), "receipts from node 0; latency: send to "
-                                    "node 0 until its receipt"))
+                row = _l1_row(system, run, (), "receipts from node 0; latency: send to "
+                              "node 0 until its receipt")
+                if consensus == "merge":
+                    last = int(rpc_call(url, "eth_blockNumber"), 16)
+                    side = ("before" if last < MERGE_BLOCK else "after" if first >= MERGE_BLOCK
+                            else "across")
+                    row = replace(row, reason=f"the burst ran over blocks {first}-{last}: "
+                                  f"{side} the fork at block {MERGE_BLOCK}",
+                                  extra=row.extra | {"burst_blocks": [first, last]})
+                rows.append(row)
             progress(f"{SYSTEMS[system].name}: waiting for finality")
             final = tuple(measure_finality(url))
             rows = [replace(r, final_s=final) for r in rows]
