@@ -1,5 +1,5 @@
 """The ``layerlab`` command line: ``node``, ``chain export|import``, ``contracts``, ``net``,
-``channels``, ``compare`` and ``demo``."""
+``channels``, ``plasma``, ``rollup``, ``compare`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -597,6 +597,153 @@ def plasma_operator(
                             contract_address=contract, port=port, block_interval=block_interval,
                             adversarial=adversarial, start_block=start_block)
     asyncio.run(run_operator(config, directory / "operator.ready"))
+
+
+rollup_app = typer.Typer(help="The optimistic rollup: sequencer and verifier processes on the L1.")
+app.add_typer(rollup_app, name="rollup")
+ROLLUP_DIR_OPT = typer.Option("--dir", help="Rollup directory (rollup.json, logs, data).")
+ROLLUP_DIR = Path(".layerlab/rollup")
+
+
+@rollup_app.command("up")
+def rollup_up(
+    directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR,
+    l1_url: Annotated[str | None, typer.Option(help="Use this L1 instead of starting one.")] = None,
+    preset: Annotated[str, typer.Option(help="minimal or mainnet-like (challenge window).")] = "minimal",
+    batch_interval: Annotated[float, typer.Option(help="Seconds between batches.")] = 1.0,
+    verifier: Annotated[bool, typer.Option(help="Start a verifier (challenger).")] = True,
+) -> None:
+    """Start an L1 (unless --l1-url), deploy the rollup, start the sequencer and a verifier."""
+    from layerlab.l2.rollup.network import up
+
+    desc = up(directory, l1_url, preset, batch_interval, verifier=verifier)
+    console.print(f"L1 {desc['l1_url']}, OptimisticRollup at {desc['contract']}, sequencer "
+                  f"{desc['sequencer_url']}" + (f", verifier {desc['verifier_url']}"
+                                                if verifier else ""), highlight=False)
+
+
+@rollup_app.command("down")
+def rollup_down(directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR) -> None:
+    """Stop the sequencer, the verifier (and the L1 `up` started)."""
+    from layerlab.l2.rollup.network import down
+
+    console.print(f"stopped {down(directory)} processes")
+
+
+@rollup_app.command("deposit")
+def rollup_deposit(
+    account: Annotated[int, typer.Option(help="Dev account index of the depositor.")],
+    amount: Annotated[int, typer.Option(help="Wei to deposit.")],
+    directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR,
+) -> None:
+    """Deposit ETH through the bridge; the sequencer must credit it in order."""
+    from web3 import Web3
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.rollup.network import load
+    from layerlab.l2.rollup.optimistic import RollupContract
+
+    desc = load(directory)
+    who = derive_dev_accounts(count=account + 1)[account]
+    rollup = RollupContract.at(Web3(Web3.HTTPProvider(desc["l1_url"])), desc["contract"])
+    step = rollup.queued_step(rollup.deposit_eth(who.private_key, who.address, amount))
+    console.print(f"deposit queued: message {int.from_bytes(step[1:9], 'big')}")
+
+
+@rollup_app.command("send")
+def rollup_send(
+    account: Annotated[int, typer.Option(help="Dev account index of the sender.")],
+    to: Annotated[str, typer.Option(help="Recipient address (0x...).")],
+    amount: Annotated[int, typer.Option(help="Wei to transfer on L2.")],
+    directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR,
+) -> None:
+    """Sign an L2 transfer (EIP-712) and send it to the sequencer."""
+    from web3 import Web3
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.rollup.network import load
+    from layerlab.l2.rollup.optimistic import RollupContract
+    from layerlab.l2.rollup.txs import Transfer, sign_tx
+    from layerlab.orchestration import rpc_call
+
+    desc = load(directory)
+    who = derive_dev_accounts(count=account + 1)[account]
+    rollup = RollupContract.at(Web3(Web3.HTTPProvider(desc["l1_url"])), desc["contract"])
+    nonce = int(rpc_call(desc["sequencer_url"], "rollup_getAccount", [who.address])["nonce"])
+    tx = Transfer(nonce=nonce, token=0, to=bytes.fromhex(to.removeprefix("0x")), amount=amount)
+    reply = rpc_call(desc["sequencer_url"], "rollup_sendTransaction",
+                     ["0x" + sign_tx(tx, who.private_key, rollup.domain).encode().hex()])
+    console.print(f"accepted as step {reply['seq']}; L2 root {reply['root']}")
+
+
+@rollup_app.command("status")
+def rollup_status(
+    directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR,
+    account: Annotated[str | None, typer.Option(help="Also show this address's L2 account.")] = None,
+) -> None:
+    """The sequencer's head, the verifier's view, and optionally one account."""
+    from layerlab.l2.rollup.network import load
+    from layerlab.orchestration import rpc_call
+
+    desc = load(directory)
+    s = rpc_call(desc["sequencer_url"], "rollup_status")
+    console.print(f"sequencer: {s['steps']} steps, {s['pending']} pending, {s['batches']} "
+                  f"batches, root {s['root']}", highlight=False)
+    if "verifier_url" in desc:
+        v = rpc_call(desc["verifier_url"], "verifier_status")
+        console.print(f"verifier: {v['batches']} batches checked, root {v['root']}, disputes "
+                      f"{v['disputes'] or 'none'}", highlight=False)
+    if account:
+        a = rpc_call(desc["sequencer_url"], "rollup_getAccount", [account])
+        console.print(f"{account}: nonce {a['nonce']}, balances {a['balances']}", highlight=False)
+
+
+@rollup_app.command("sequencer", hidden=True)
+def rollup_sequencer(
+    directory: Annotated[Path, ROLLUP_DIR_OPT],
+    l1_url: Annotated[str, typer.Option()],
+    contract: Annotated[str, typer.Option()],
+    start_block: Annotated[int, typer.Option()] = 0,
+    port: Annotated[int, typer.Option()] = 0,
+    batch_interval: Annotated[float, typer.Option()] = 1.0,
+    fraud_from_batch: Annotated[int | None, typer.Option(help="Lie from this batch on (tests).")] = None,
+) -> None:
+    """Run the sequencer (started by `rollup up`)."""
+    import asyncio
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.rollup.network import SEQUENCER_ACCOUNT
+    from layerlab.l2.rollup.sequencer import SequencerConfig, run_sequencer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    key = derive_dev_accounts(count=SEQUENCER_ACCOUNT + 1)[SEQUENCER_ACCOUNT].private_key
+    config = SequencerConfig(private_key=key, data_dir=directory, l1_url=l1_url,
+                             contract_address=contract, port=port, start_block=start_block,
+                             batch_interval=batch_interval, fraud_from_batch=fraud_from_batch)
+    asyncio.run(run_sequencer(config, directory / "sequencer.ready"))
+
+
+@rollup_app.command("verifier", hidden=True)
+def rollup_verifier(
+    directory: Annotated[Path, ROLLUP_DIR_OPT],
+    l1_url: Annotated[str, typer.Option()],
+    contract: Annotated[str, typer.Option()],
+    start_block: Annotated[int, typer.Option()] = 0,
+    port: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Run a verifier (started by `rollup up`)."""
+    import asyncio
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.rollup.network import VERIFIER_ACCOUNT
+    from layerlab.l2.rollup.verifier import VerifierConfig, run_verifier
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    key = derive_dev_accounts(count=VERIFIER_ACCOUNT + 1)[VERIFIER_ACCOUNT].private_key
+    asyncio.run(run_verifier(VerifierConfig(private_key=key, l1_url=l1_url,
+                                            contract_address=contract, port=port,
+                                            start_block=start_block),
+                             directory / "verifier.ready"))
 
 
 @app.command()
