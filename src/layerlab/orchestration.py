@@ -42,6 +42,7 @@ __all__ = [
     "ServiceError",
     "free_port",
     "is_alive",
+    "read_description",
     "rpc_call",
     "spawn",
     "stop",
@@ -49,6 +50,7 @@ __all__ = [
     "wait_for_stop_signal",
     "wait_ready_file",
     "wait_rpc",
+    "write_json_atomically",
     "write_ready_file",
 ]
 
@@ -194,6 +196,22 @@ def stop(pids: Iterable[int], timeout: float = 15) -> int:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
     return len(running)
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` by rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def read_description(path: Path, what: str, start_hint: str) -> dict[str, Any]:
+    """The JSON description a service's ``up`` wrote (``network.json``, ``plasma.json``...);
+    a missing one raises :class:`ServiceError` saying how to start one."""
+    if not path.exists():
+        raise ServiceError(f"no {what} in {path.parent}; start one with `{start_hint}`")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 def write_ready_file(path: Path | None, info: Mapping[str, Any]) -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "ContractEvent",
     "L1Contract",
     "L1TxError",
+    "ProtocolTxError",
     "compute_event_topic",
 ]
 
@@ -78,6 +79,20 @@ class L1TxError(LayerlabError):
         super().__init__(message)
         self.error_name = error_name
         self.error_args: Mapping[str, Any] = dict(error_args or {})
+
+
+class ProtocolTxError(L1TxError):
+    """Base of a protocol's L1 error that is also its refusal type (``RollupTxError`` is a
+    ``RollupError`` too): ``check`` is the contract's error name, or ``"l1"`` when the L1
+    itself failed. Both bases' ``__init__`` take other arguments, so this one sets the
+    fields itself."""
+
+    def __init__(self, message: str, error_name: str | None = None,
+                 error_args: Mapping[str, Any] | None = None) -> None:
+        Exception.__init__(self, message)
+        self.error_name = error_name
+        self.error_args = dict(error_args or {})
+        self.check = error_name or "l1"
 
 
 @dataclass(frozen=True, slots=True)

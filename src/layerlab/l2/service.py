@@ -11,16 +11,20 @@ exception carries in ``rpc_code``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
 
 from layerlab.errors import LayerlabError, MalformedEncoding
+from layerlab.l2.follower import L1Change, L1Follower, ReorgTooDeep
 
-__all__ = ["REFUSED_CODE", "AsyncHandler", "JsonRpcServer", "SyncHandler"]
+__all__ = ["REFUSED_CODE", "AsyncHandler", "JsonRpcServer", "SyncHandler", "cancel_tasks",
+           "follow_l1"]
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +90,37 @@ def reply(req_id: Any, result: Any = None, error: dict[str, Any] | None = None) 
     else:
         body["result"] = result
     return web.json_response(body, dumps=lambda v: json.dumps(v, separators=(",", ":")))
+
+
+async def cancel_tasks(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel a service's background tasks and wait for each to end."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def follow_l1(follower: L1Follower, apply: Callable[[list[L1Change]], Any], *,
+                    interval: float, start_block: int,
+                    on_rewind: Callable[[], None] | None = None) -> None:
+    """A service's L1 loop: read in a worker thread, ``apply`` the changes on the event loop
+    (where the JSON-RPC handlers change the same state; ``apply`` may be a coroutine
+    function), every ``interval`` seconds. A reorg deeper than the follower's history
+    makes it read again from ``start_block`` (``on_rewind`` resets what was derived); a
+    failed read is retried next round."""
+    while True:
+        try:
+            result = apply(await follower.poll_async())
+            if asyncio.iscoroutine(result):
+                await result
+        except ReorgTooDeep:
+            log.error("an L1 reorg deeper than the follower's history: reading again from "
+                      "block %d", start_block)
+            follower.rewind(start_block)
+            if on_rewind is not None:
+                on_rewind()
+        except LayerlabError as exc:
+            log.warning("reading the L1 failed (will retry): %s", exc)
+        await asyncio.sleep(interval)

@@ -7,7 +7,6 @@ Users act through a :class:`~layerlab.l2.plasma.watcher.Watcher` whose data dire
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,7 +16,15 @@ from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.plasma.onchain import MAINNET_LIKE, MINIMAL, PlasmaContract, deploy_plasma
 from layerlab.l2.plasma.types import PlasmaError
 from layerlab.l2.plasma.watcher import Watcher
-from layerlab.orchestration import free_port, spawn, stop, wait_ready_file, wait_rpc
+from layerlab.orchestration import (
+    free_port,
+    read_description,
+    spawn,
+    stop,
+    wait_ready_file,
+    wait_rpc,
+    write_json_atomically,
+)
 
 __all__ = ["DEFAULT_DIR", "down", "load", "spawn_operator", "up", "user_watcher"]
 
@@ -82,12 +89,7 @@ def spawn_operator(directory: Path, l1_url: str, contract: str, *, port: int = 0
 
 
 def load(directory: Path = DEFAULT_DIR) -> dict[str, Any]:
-    path = directory / "plasma.json"
-    if not path.exists():
-        raise PlasmaError("config", f"no Plasma chain in {directory}; start one with "
-                                    f"`layerlab plasma up`")
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    return read_description(directory / "plasma.json", "Plasma chain", "layerlab plasma up")
 
 
 def user_watcher(directory: Path, account: int) -> Watcher:
@@ -109,6 +111,4 @@ def down(directory: Path = DEFAULT_DIR) -> int:
 
 
 def _write(directory: Path, desc: dict[str, Any]) -> None:
-    tmp = directory / "plasma.json.tmp"
-    tmp.write_text(json.dumps(desc, indent=2))
-    tmp.replace(directory / "plasma.json")
+    write_json_atomically(directory / "plasma.json", desc)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from web3 import Web3
 from web3.contract import Contract
@@ -39,7 +39,7 @@ from web3.types import TxReceipt
 
 from layerlab.contracts import deploy, get_contract, load_artifact
 from layerlab.crypto.eip712 import Domain
-from layerlab.l2.l1client import ContractEvent, L1Contract, L1TxError
+from layerlab.l2.l1client import ContractEvent, L1Contract, ProtocolTxError
 from layerlab.l2.plasma.types import (
     ETH,
     PlasmaError,
@@ -68,16 +68,9 @@ makes up to 17 ETH payments, each forwarding at most ``PAYMENT_GAS`` (50k) to a 
 that may burn it all, plus its storage (only the gas used is charged)."""
 
 
-class PlasmaTxError(L1TxError, PlasmaError):
+class PlasmaTxError(ProtocolTxError, PlasmaError):
     """A ``PlasmaChain`` call or transaction was refused (its custom error by name in
     ``error_name``, which is also the :class:`PlasmaError` ``check``)."""
-
-    def __init__(self, message: str, error_name: str | None = None,
-                 error_args: Any = None) -> None:
-        Exception.__init__(self, message)  # both bases' __init__ take other arguments
-        self.error_name = error_name
-        self.error_args = dict(error_args or {})
-        self.check = error_name or "l1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ JSON-RPC methods (POST /, JSON-RPC 2.0):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -49,12 +48,12 @@ from layerlab.l2.follower import (
     EventRetracted,
     L1Change,
     L1Follower,
-    ReorgTooDeep,
     Writes,
 )
 from layerlab.l2.l1client import ContractEvent
 from layerlab.l2.plasma.machine import ChildBlock, ChildChain
 from layerlab.l2.plasma.onchain import PlasmaContract
+from layerlab.l2.plasma.records import block_key, deposit_key, deposit_record, restore_ledger
 from layerlab.l2.plasma.types import (
     CHILD_BLOCK_INTERVAL,
     MAX_TXS_PER_BLOCK,
@@ -63,7 +62,7 @@ from layerlab.l2.plasma.types import (
     decode_position,
     encode_position,
 )
-from layerlab.l2.service import JsonRpcServer
+from layerlab.l2.service import JsonRpcServer, cancel_tasks, follow_l1
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import LOOPBACK, wait_for_stop_signal, write_ready_file
 
@@ -72,8 +71,6 @@ __all__ = ["Operator", "OperatorConfig", "run_operator"]
 log = logging.getLogger(__name__)
 
 PENDING: Final = b"p:"
-BLOCK: Final = b"b:"
-DEPOSIT: Final = b"d:"
 EXITED: Final = b"x:"
 FOLLOWER: Final = b"l1-follower"
 WITHHELD_CODE: Final = -32001
@@ -134,33 +131,21 @@ class Operator:
         self._restore()
         await self._submit_unsubmitted()
         self.port = await self._server.start(self.config.host, self.config.port)
-        self._tasks.append(asyncio.create_task(self._follow_l1()))
+        self._tasks.append(asyncio.create_task(follow_l1(
+            self.follower, self.apply_l1, interval=self.config.poll_interval,
+            start_block=self.config.start_block)))
         self._tasks.append(asyncio.create_task(self._block_loop()))
         log.info("plasma operator on %s:%d, contract %s, next block %d, %d pending",
                  self.config.host, self.port, self.contract.address, self.chain.next_child_block,
                  len(self.chain.pending))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_tasks(self._tasks)
         await self._server.stop()
         self.store.close()
 
     def _restore(self) -> None:
-        records: list[tuple[int, Any, bool]] = [
-            (int.from_bytes(k[len(DEPOSIT):], "big"), v, True) for k, v in self.store.items(DEPOSIT)]
-        records += [(int.from_bytes(k[len(BLOCK):], "big"), v, False)
-                    for k, v in self.store.items(BLOCK)]
-        for blknum, value, is_deposit in sorted(records, key=lambda r: r[0]):
-            if is_deposit:
-                self.chain.add_deposit(blknum, bytes.fromhex(value["owner"]),
-                                       bytes.fromhex(value["token"]), int(value["amount"]))
-            else:
-                block = ChildBlock.from_json(value)
-                self.chain.commit_block(block)  # our own sealed block
+        blocks = restore_ledger(self.store, self.chain)
         for key, _ in self.store.items(EXITED):
             self.chain.remove_exited(int.from_bytes(key[len(EXITED):], "big"))
         dropped = 0
@@ -173,9 +158,8 @@ class Operator:
                 log.warning("dropping stored transaction 0x%s: %s", stx.tx.tx_hash.hex(), exc)
                 self.store.write({}, (key,))
                 dropped += 1
-        log.info("restored %d blocks, %d deposits, %d pending (%d dropped)",
-                 sum(1 for r in records if not r[2]), sum(1 for r in records if r[2]),
-                 len(self.chain.pending), dropped)
+        log.info("restored %d child blocks, %d deposits, %d pending (%d dropped)", len(blocks),
+                 len(self.chain.blocks) - len(blocks), len(self.chain.pending), dropped)
 
     # ------------------------------------------------------------------ transactions
     def admit(self, stx: SignedTransaction) -> bytes:
@@ -196,7 +180,7 @@ class Operator:
                 self.chain.pending.extend(self.injected)
                 self.injected = []
             block = self.chain.seal()
-            self.store.write({_key(BLOCK, block.blknum): block.to_json()}, pending_keys)
+            self.store.write({block_key(block.blknum): block.to_json()}, pending_keys)
             await self._submit(block)
             return block
 
@@ -226,20 +210,6 @@ class Operator:
                 log.warning("sealing a block failed (will retry): %s", exc)
 
     # ------------------------------------------------------------------ the L1
-    async def _follow_l1(self) -> None:
-        """Read the L1 in a worker thread; apply what it says on the event loop, where the
-        JSON-RPC handlers change the same ledger."""
-        while True:
-            try:
-                self.apply_l1(await self.follower.poll_async())
-            except ReorgTooDeep:
-                log.error("an L1 reorg deeper than the follower's history: reading again "
-                          "from block %d", self.config.start_block)
-                self.follower.rewind(self.config.start_block)
-            except LayerlabError as exc:
-                log.warning("reading the L1 failed (will retry): %s", exc)
-            await asyncio.sleep(self.config.poll_interval)
-
     def apply_l1(self, changes: list[L1Change]) -> None:
         """Apply the L1's contract events (deposits credited, exited outputs dropped, a
         dropped deposit removed), then store what they changed with the follower's cursor
@@ -262,8 +232,7 @@ class Operator:
             token = bytes.fromhex(str(event.args["token"])[2:])
             amount = int(event.args["amount"])
             self.chain.add_deposit(blknum, owner, token, amount)
-            puts[_key(DEPOSIT, blknum)] = {"owner": owner.hex(), "token": token.hex(),
-                                           "amount": str(amount)}
+            puts[deposit_key(blknum)] = deposit_record(owner, token, amount)
         elif event.name == "ExitStarted":
             position = int(event.args["utxoPos"])
             self.chain.remove_exited(position)
@@ -279,7 +248,7 @@ class Operator:
         if position in self.chain.utxos and position not in self.chain.pending_spent:
             self.chain.utxos.pop(position)
             self.chain.blocks.pop(blknum, None)
-            deletes.append(_key(DEPOSIT, blknum))
+            deletes.append(deposit_key(blknum))
         else:
             log.error("deposit block %d was dropped by an L1 reorg after its output was spent",
                       blknum)

@@ -41,6 +41,7 @@ from layerlab.l2.follower import EventReceived, EventRetracted, L1Follower, Writ
 from layerlab.l2.l1client import ContractEvent
 from layerlab.l2.plasma.machine import ChildBlock, ChildChain, InvalidBlockFound, spend
 from layerlab.l2.plasma.onchain import PlasmaContract
+from layerlab.l2.plasma.records import block_key, deposit_key, deposit_record, restore_ledger
 from layerlab.l2.plasma.types import (
     BLOCK_OFFSET,
     PlasmaError,
@@ -56,8 +57,6 @@ __all__ = ["Alarm", "Watcher"]
 
 log = logging.getLogger(__name__)
 
-_BLOCK: Final = b"b:"
-_DEPOSIT: Final = b"d:"
 _INFLIGHT: Final = b"f:"
 _FOLLOWER: Final = b"l1-follower"
 FETCH_ATTEMPTS: Final = 3
@@ -159,8 +158,7 @@ class Watcher:
             if blknum not in self.chain.blocks:
                 owner, token = _addr(args["owner"]), _addr(args["token"])
                 self.chain.add_deposit(blknum, owner, token, int(args["amount"]))
-                self._puts[_DEPOSIT + blknum.to_bytes(8, "big")] = {
-                    "owner": owner.hex(), "token": token.hex(), "amount": str(args["amount"])}
+                self._puts[deposit_key(blknum)] = deposit_record(owner, token, int(args["amount"]))
         elif name == "BlockSubmitted":
             self._on_block(int(args["blknum"]), bytes(args["root"]))
         elif name == "ExitStarted":
@@ -182,7 +180,7 @@ class Watcher:
         except PlasmaError as exc:
             self._halt(Alarm("invalid-block", blknum, str(exc)))
             return
-        self._puts[_BLOCK + blknum.to_bytes(8, "big")] = block.to_json()
+        self._puts[block_key(blknum)] = block.to_json()
         self._index_block(block)
 
     def _fetch_block(self, blknum: int, root: bytes) -> ChildBlock | None:
@@ -314,17 +312,8 @@ class Watcher:
     def _restore(self) -> None:
         if self.store is None:
             return
-        records: list[tuple[int, Any, bool]] = [
-            (int.from_bytes(k[2:], "big"), v, True) for k, v in self.store.items(_DEPOSIT)]
-        records += [(int.from_bytes(k[2:], "big"), v, False) for k, v in self.store.items(_BLOCK)]
-        for blknum, value, is_deposit in sorted(records, key=lambda r: r[0]):
-            if is_deposit:
-                self.chain.add_deposit(blknum, bytes.fromhex(value["owner"]),
-                                       bytes.fromhex(value["token"]), int(value["amount"]))
-            else:
-                block = ChildBlock.from_json(value)
-                self.chain.commit_block(block)
-                self._index_block(block)
+        for block in restore_ledger(self.store, self.chain):
+            self._index_block(block)
         for _, value in self.store.items(_INFLIGHT):
             stx = SignedTransaction.from_json(value)
             self.in_flight[stx.tx.tx_hash] = stx

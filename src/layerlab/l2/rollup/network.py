@@ -3,7 +3,6 @@ sequencer and a verifier as separate processes, described by ``rollup.json``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Final
 
@@ -12,7 +11,15 @@ from web3 import Web3
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.rollup.machine import RollupError
 from layerlab.l2.rollup.optimistic import MAINNET_LIKE, MINIMAL, deploy_rollup
-from layerlab.orchestration import free_port, spawn, stop, wait_ready_file, wait_rpc
+from layerlab.orchestration import (
+    free_port,
+    read_description,
+    spawn,
+    stop,
+    wait_ready_file,
+    wait_rpc,
+    write_json_atomically,
+)
 
 __all__ = ["DEFAULT_DIR", "down", "load", "spawn_sequencer", "spawn_verifier", "up"]
 
@@ -89,12 +96,7 @@ def spawn_verifier(directory: Path, l1_url: str, contract: str, start_block: int
 
 
 def load(directory: Path = DEFAULT_DIR) -> dict[str, Any]:
-    path = directory / "rollup.json"
-    if not path.exists():
-        raise RollupError("config", f"no rollup in {directory}; start one with "
-                                    f"`layerlab rollup up`")
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    return read_description(directory / "rollup.json", "rollup", "layerlab rollup up")
 
 
 def down(directory: Path = DEFAULT_DIR) -> int:
@@ -105,6 +107,4 @@ def down(directory: Path = DEFAULT_DIR) -> int:
 
 
 def _write(directory: Path, desc: dict[str, Any]) -> None:
-    tmp = directory / "rollup.json.tmp"
-    tmp.write_text(json.dumps(desc, indent=2))
-    tmp.replace(directory / "rollup.json")
+    write_json_atomically(directory / "rollup.json", desc)

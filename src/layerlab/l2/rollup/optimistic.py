@@ -36,7 +36,7 @@ from web3.types import TxReceipt
 
 from layerlab.contracts import deploy, get_contract, load_artifact
 from layerlab.crypto.eip712 import Domain
-from layerlab.l2.l1client import ContractEvent, L1Contract, L1TxError
+from layerlab.l2.l1client import ContractEvent, L1Contract, ProtocolTxError
 from layerlab.l2.rollup.codec import encode_inbox
 from layerlab.l2.rollup.machine import Receipt, RollupError, RollupState, apply_step
 from layerlab.l2.rollup.txs import rollup_domain
@@ -60,15 +60,8 @@ BATCH_BASE_GAS: Final = 150_000
 BATCH_STEP_GAS: Final = 12_000
 
 
-class RollupTxError(L1TxError, RollupError):
+class RollupTxError(ProtocolTxError, RollupError):
     """An ``OptimisticRollup`` call or transaction was refused (its custom error by name)."""
-
-    def __init__(self, message: str, error_name: str | None = None,
-                 error_args: Any = None) -> None:
-        Exception.__init__(self, message)  # both bases' __init__ take other arguments
-        self.error_name = error_name
-        self.error_args = dict(error_args or {})
-        self.check = error_name or "l1"
 
 
 @dataclass(frozen=True, slots=True)

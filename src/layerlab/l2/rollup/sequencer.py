@@ -26,7 +26,6 @@ address)`` -> ``{nonce, balances}``; ``rollup_status()``; ``rollup_sealBatch()``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 from dataclasses import dataclass
@@ -37,11 +36,11 @@ from eth_account import Account
 from web3 import Web3
 
 from layerlab.errors import LayerlabError
-from layerlab.l2.follower import EventReceived, L1Change, L1Follower, ReorgTooDeep, Writes
+from layerlab.l2.follower import EventReceived, L1Change, L1Follower, Writes
 from layerlab.l2.rollup.machine import ETH, RollupError, RollupState, apply_step, apply_transaction
 from layerlab.l2.rollup.optimistic import Batch, ExecutedBatch, RollupContract, execute_batch
 from layerlab.l2.rollup.txs import decode_tx_step
-from layerlab.l2.service import JsonRpcServer
+from layerlab.l2.service import JsonRpcServer, cancel_tasks, follow_l1
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import LOOPBACK, wait_for_stop_signal, write_ready_file
 
@@ -124,17 +123,14 @@ class Sequencer:
         self._restore()
         await self._submit_unsubmitted()
         self.port = await self._server.start(self.config.host, self.config.port)
-        self._tasks += [asyncio.create_task(self._follow_l1()),
-                        asyncio.create_task(self._batch_loop())]
+        self._tasks += [asyncio.create_task(follow_l1(
+            self.follower, self.apply_l1, interval=self.config.poll_interval,
+            start_block=self.config.start_block)), asyncio.create_task(self._batch_loop())]
         log.info("sequencer %s on %s:%d: %d steps, %d batches sealed", self.address,
                  self.config.host, self.port, len(self.steps), len(self.sealed))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_tasks(self._tasks)
         await self._server.stop()
         self.store.close()
 
@@ -232,16 +228,6 @@ class Sequencer:
                 log.warning("posting a batch failed (will retry): %s", exc)
 
     # ------------------------------------------------------------------ the L1
-    async def _follow_l1(self) -> None:
-        while True:
-            try:
-                self.apply_l1(await self.follower.poll_async())
-            except ReorgTooDeep:
-                self.follower.rewind(self.config.start_block)
-            except LayerlabError as exc:
-                log.warning("reading the L1 failed (will retry): %s", exc)
-            await asyncio.sleep(self.config.poll_interval)
-
     def apply_l1(self, changes: list[L1Change]) -> None:
         """Queue the L1's deposits and forced transactions as steps, in queue order, and
         defend any dispute on our batches; store the steps with the follower's cursor."""

@@ -16,7 +16,6 @@ JSON-RPC: ``verifier_status()`` -> ``{batches, root, disputes: {id: outcome}}``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, Final
 from web3 import Web3
 
 from layerlab.errors import LayerlabError, MalformedEncoding
-from layerlab.l2.follower import EventReceived, L1Change, L1Follower, ReorgTooDeep
+from layerlab.l2.follower import EventReceived, L1Change, L1Follower
 from layerlab.l2.l1client import ContractEvent
 from layerlab.l2.rollup.codec import decode_inbox
 from layerlab.l2.rollup.machine import RollupError, RollupState
@@ -38,7 +37,7 @@ from layerlab.l2.rollup.optimistic import (
     choose,
     execute_batch,
 )
-from layerlab.l2.service import JsonRpcServer
+from layerlab.l2.service import JsonRpcServer, cancel_tasks, follow_l1
 from layerlab.orchestration import LOOPBACK, wait_for_stop_signal, write_ready_file
 
 __all__ = ["Verifier", "VerifierConfig", "run_verifier"]
@@ -82,26 +81,17 @@ class Verifier:
 
     async def start(self) -> None:
         self.port = await self._server.start(self.config.host, self.config.port)
-        self._tasks.append(asyncio.create_task(self._follow_l1()))
+        self._tasks.append(asyncio.create_task(follow_l1(
+            self.follower, self.apply_l1, interval=self.config.poll_interval,
+            start_block=self.config.start_block, on_rewind=self._reset)))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_tasks(self._tasks)
         await self._server.stop()
 
-    async def _follow_l1(self) -> None:
-        while True:
-            try:
-                await self.apply_l1(await self.follower.poll_async())
-            except ReorgTooDeep:  # derive everything again from the deployment
-                self.follower.rewind(self.config.start_block)
-                self.state, self.before = RollupState(), {}
-            except LayerlabError as exc:
-                log.warning("reading the L1 failed (will retry): %s", exc)
-            await asyncio.sleep(self.config.poll_interval)
+    def _reset(self) -> None:
+        """Derive everything again from the deployment (after a reorg too deep to undo)."""
+        self.state, self.before = RollupState(), {}
 
     async def apply_l1(self, changes: list[L1Change]) -> None:
         for change in changes:
