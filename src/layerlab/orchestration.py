@@ -45,6 +45,7 @@ __all__ = [
     "read_description",
     "rpc_call",
     "spawn",
+    "start_devnet",
     "stop",
     "tail",
     "wait_for_stop_signal",
@@ -196,6 +197,24 @@ def stop(pids: Iterable[int], timeout: float = 15) -> int:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
     return len(running)
+
+
+def start_devnet(directory: Path, accounts: int | None = None) -> tuple[int, str]:
+    """A ``layerlab node --in-memory`` for an ``up`` command that was given no L1: returns
+    its pid and URL once it answers (its log is ``directory/l1.log``)."""
+    port = free_port()
+    args = ["node", "--in-memory", "--quiet", "--port", str(port)]
+    if accounts is not None:
+        args += ["--accounts", str(accounts)]
+    log_path = directory / "l1.log"
+    proc = spawn(args, log_path)
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        wait_rpc(url, proc, log_path=log_path)
+    except ServiceError:
+        stop([proc.pid], timeout=0)
+        raise
+    return proc.pid, url
 
 
 def write_json_atomically(path: Path, data: Any) -> None:

@@ -23,8 +23,15 @@ from aiohttp import web
 from layerlab.errors import LayerlabError, MalformedEncoding
 from layerlab.l2.follower import L1Change, L1Follower, ReorgTooDeep
 
-__all__ = ["REFUSED_CODE", "AsyncHandler", "JsonRpcServer", "SyncHandler", "cancel_tasks",
-           "follow_l1"]
+__all__ = [
+    "REFUSED_CODE",
+    "AsyncHandler",
+    "JsonRpcServer",
+    "SyncHandler",
+    "cancel_tasks",
+    "every",
+    "follow_l1",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +131,14 @@ async def follow_l1(follower: L1Follower, apply: Callable[[list[L1Change]], Any]
         except LayerlabError as exc:
             log.warning("reading the L1 failed (will retry): %s", exc)
         await asyncio.sleep(interval)
+
+
+async def every(interval: float, work: Callable[[], Awaitable[Any]], what: str) -> None:
+    """Run ``work`` every ``interval`` seconds (a sequencer's batches, an operator's
+    blocks); a failure is logged and retried next time."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await work()
+        except LayerlabError as exc:
+            log.warning("%s failed (will retry): %s", what, exc)

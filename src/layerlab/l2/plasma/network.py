@@ -17,12 +17,11 @@ from layerlab.l2.plasma.onchain import MAINNET_LIKE, MINIMAL, PlasmaContract, de
 from layerlab.l2.plasma.types import PlasmaError
 from layerlab.l2.plasma.watcher import Watcher
 from layerlab.orchestration import (
-    free_port,
     read_description,
     spawn,
+    start_devnet,
     stop,
     wait_ready_file,
-    wait_rpc,
     write_json_atomically,
 )
 
@@ -45,13 +44,9 @@ def up(directory: Path = DEFAULT_DIR, l1_url: str | None = None, preset: str = "
                                     f"`layerlab plasma down` first")
     desc: dict[str, Any] = {"pids": [], "preset": preset}
     if l1_url is None:
-        port = free_port()
-        l1 = spawn(["node", "--in-memory", "--quiet", "--port", str(port),
-                    "--accounts", str(accounts)], directory / "l1.log")
-        desc["pids"].append(l1.pid)
-        l1_url = f"http://127.0.0.1:{port}"
-        _write(directory, desc)
-        wait_rpc(l1_url, l1, log_path=directory / "l1.log")
+        pid, l1_url = start_devnet(directory, accounts)
+        desc["pids"].append(pid)
+        _write(directory, desc)  # so `down` stops it whatever fails next
     desc["l1_url"] = l1_url
     keys = derive_dev_accounts(count=accounts)
     w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 60}))

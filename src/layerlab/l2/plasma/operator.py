@@ -42,7 +42,6 @@ from typing import Any, Final
 
 from web3 import Web3
 
-from layerlab.errors import LayerlabError
 from layerlab.l2.follower import (
     EventReceived,
     EventRetracted,
@@ -62,7 +61,7 @@ from layerlab.l2.plasma.types import (
     decode_position,
     encode_position,
 )
-from layerlab.l2.service import JsonRpcServer, cancel_tasks, follow_l1
+from layerlab.l2.service import JsonRpcServer, cancel_tasks, every, follow_l1
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import LOOPBACK, wait_for_stop_signal, write_ready_file
 
@@ -134,7 +133,8 @@ class Operator:
         self._tasks.append(asyncio.create_task(follow_l1(
             self.follower, self.apply_l1, interval=self.config.poll_interval,
             start_block=self.config.start_block)))
-        self._tasks.append(asyncio.create_task(self._block_loop()))
+        self._tasks.append(asyncio.create_task(every(self.config.block_interval,
+                                                     self.seal_block, "sealing a block")))
         log.info("plasma operator on %s:%d, contract %s, next block %d, %d pending",
                  self.config.host, self.port, self.contract.address, self.chain.next_child_block,
                  len(self.chain.pending))
@@ -200,14 +200,6 @@ class Operator:
                                 block.blknum)
         self.submitted_through = block.blknum
         log.info("block %d: %d txs, root 0x%s", block.blknum, len(block.txs), block.root.hex())
-
-    async def _block_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.block_interval)
-            try:
-                await self.seal_block()
-            except LayerlabError as exc:
-                log.warning("sealing a block failed (will retry): %s", exc)
 
     # ------------------------------------------------------------------ the L1
     def apply_l1(self, changes: list[L1Change]) -> None:

@@ -12,12 +12,11 @@ from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.rollup.machine import RollupError
 from layerlab.l2.rollup.optimistic import MAINNET_LIKE, MINIMAL, deploy_rollup
 from layerlab.orchestration import (
-    free_port,
     read_description,
     spawn,
+    start_devnet,
     stop,
     wait_ready_file,
-    wait_rpc,
     write_json_atomically,
 )
 
@@ -41,12 +40,9 @@ def up(directory: Path = DEFAULT_DIR, l1_url: str | None = None, preset: str = "
                                     f"`layerlab rollup down` first")
     desc: dict[str, Any] = {"pids": [], "preset": preset}
     if l1_url is None:
-        port = free_port()
-        l1 = spawn(["node", "--in-memory", "--quiet", "--port", str(port)], directory / "l1.log")
-        desc["pids"].append(l1.pid)
-        l1_url = f"http://127.0.0.1:{port}"
-        _write(directory, desc)
-        wait_rpc(l1_url, l1, log_path=directory / "l1.log")
+        pid, l1_url = start_devnet(directory)
+        desc["pids"].append(pid)
+        _write(directory, desc)  # so `down` stops it whatever fails next
     desc["l1_url"] = l1_url
     keys = derive_dev_accounts()
     w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 60}))

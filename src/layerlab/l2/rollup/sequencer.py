@@ -40,7 +40,7 @@ from layerlab.l2.follower import EventReceived, L1Change, L1Follower, Writes
 from layerlab.l2.rollup.machine import ETH, RollupError, RollupState, apply_step, apply_transaction
 from layerlab.l2.rollup.optimistic import Batch, ExecutedBatch, RollupContract, execute_batch
 from layerlab.l2.rollup.txs import decode_tx_step
-from layerlab.l2.service import JsonRpcServer, cancel_tasks, follow_l1
+from layerlab.l2.service import JsonRpcServer, cancel_tasks, every, follow_l1
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import LOOPBACK, wait_for_stop_signal, write_ready_file
 
@@ -125,7 +125,8 @@ class Sequencer:
         self.port = await self._server.start(self.config.host, self.config.port)
         self._tasks += [asyncio.create_task(follow_l1(
             self.follower, self.apply_l1, interval=self.config.poll_interval,
-            start_block=self.config.start_block)), asyncio.create_task(self._batch_loop())]
+            start_block=self.config.start_block)), asyncio.create_task(every(
+                self.config.batch_interval, self.seal_batch, "posting a batch"))]
         log.info("sequencer %s on %s:%d: %d steps, %d batches sealed", self.address,
                  self.config.host, self.port, len(self.steps), len(self.sealed))
 
@@ -218,14 +219,6 @@ class Sequencer:
         await asyncio.to_thread(self.rollup.submit_batch, self.config.private_key,
                                 Batch(sealed.steps), sealed.root)
         log.info("batch %d: %d steps, root %#x", sealed.index, len(sealed.steps), sealed.root)
-
-    async def _batch_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.batch_interval)
-            try:
-                await self.seal_batch()
-            except LayerlabError as exc:
-                log.warning("posting a batch failed (will retry): %s", exc)
 
     # ------------------------------------------------------------------ the L1
     def apply_l1(self, changes: list[L1Change]) -> None:
