@@ -65,10 +65,13 @@ def test_sequencer_batches_survive_a_kill_and_the_verifier_agrees(node: NodeProc
             rpc_call(seq, "rollup_sendTransaction", ["0x01ff"])
         assert info.value.code == -32602
         acked: list[int] = []
-        sent = 60
+        sent = 3000  # far more than it can take before the kill lands (~0.2 s after 10)
+        deadline = time.monotonic() + 60
 
         def burst() -> None:
             for nonce in range(sent):
+                if time.monotonic() > deadline:
+                    return
                 try:
                     rpc_call(seq, "rollup_sendTransaction", [transfer(rollup, nonce)], timeout=5)
                 except (OSError, RpcError):
