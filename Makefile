@@ -36,6 +36,7 @@ bench: deps
 	$(BIN)/python -m layerlab.bench.channels
 	$(BIN)/python -m layerlab.bench.consensus
 	$(BIN)/python -m layerlab.bench.rollup_codec
+	$(BIN)/python -m layerlab.bench.l2
 
 lint: deps
 	$(BIN)/ruff check src tests

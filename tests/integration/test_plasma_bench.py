@@ -39,3 +39,21 @@ def test_plasma_figures_come_from_the_receipts(node: NodeProcess, w3: Web3) -> N
     mass = setup["mass_exit"]
     assert mass["alarm"] == "withheld" and mass["exits"] == mass["outputs_held"] == 4
     assert mass["gas"] > 4 * 100_000
+
+
+def test_a_mass_exit_of_several_users_exits_each_from_its_own_account(node: NodeProcess,
+                                                                       w3: Web3) -> None:
+    accounts = derive_dev_accounts()
+    keys = [a.private_key for a in accounts]
+    holders = keys[6:9]
+    (_run,), setup = measure_plasma(node.url, keys, ("transfer",), 6, 6, MINIMAL,
+                                    mass_exit_outputs=6, mass_exit_holders=holders)
+    mass = setup["mass_exit"]
+    assert mass["users"] == 3 and mass["exits"] == mass["outputs_held"] == 6
+    # each user started its own exits (and paid their bonds) from its own L1 account
+    first = int(w3.eth.block_number) - mass["l1_blocks"]
+    starters = {}
+    for n in range(first + 1, int(w3.eth.block_number) + 1):
+        for tx in w3.eth.get_block(n, full_transactions=True)["transactions"]:
+            starters[tx["from"]] = starters.get(tx["from"], 0) + 1
+    assert {accounts[i].address: 2 for i in (6, 7, 8)}.items() <= starters.items()

@@ -206,20 +206,22 @@ class _Bench:
         return {"start_gas": int(receipt["gasUsed"]), "process_gas": int(processed["gasUsed"]),
                 "delay_s": delay, "amount_wei": int(paid[0].args["amount"])}
 
-    def mass_exit(self, directory: Path, outputs: int) -> dict[str, Any]:
-        """A holder of ``outputs`` outputs; the operator withholds its next block; the
-        holder's watcher exits every one of them."""
-        holder = self.holder
-        holder_addr = bytes.fromhex(Account.from_key(holder).address[2:])
-        gifts = [Transaction((u.position,), (Output(holder_addr, ETH, 10**12),
+    def mass_exit(self, directory: Path, outputs: int,
+                  holders: list[bytes] | None = None) -> dict[str, Any]:
+        """``outputs`` outputs shared round-robin among ``holders`` (one user, the bench's
+        holder, by default); the operator withholds its next block; the holders' watcher
+        exits every one of them, each user paying its own bonds and gas."""
+        keys = holders or [self.holder]
+        addrs = [bytes.fromhex(Account.from_key(k).address[2:]) for k in keys]
+        gifts = [Transaction((u.position,), (Output(addrs[i % len(addrs)], ETH, 10**12),
                                              Output(self.payer_addr, ETH, u.output.amount - 10**12)))
                  .sign(self.domain, [self.payer])
-                 for u in self.chain.utxos_of(self.payer_addr)[:outputs]]
+                 for i, u in enumerate(self.chain.utxos_of(self.payer_addr)[:outputs])]
         self.run_block(gifts)
-        watcher = Watcher(self.contract, self.operator_url, [holder], directory / "mass",
+        watcher = Watcher(self.contract, self.operator_url, keys, directory / "mass",
                           start_block=self.deploy_block)
         watcher.poll()
-        held = len(watcher.chain.utxos_of(holder_addr))
+        held = sum(len(watcher.chain.utxos_of(a)) for a in addrs)
         rpc_call(self.operator_url, "plasma_debugWithhold", [self.chain.next_child_block])
         txs = self.payments(1)[:1]
         rpc_call(self.operator_url, "plasma_sendTransaction", [txs[0].to_json()])
@@ -235,7 +237,8 @@ class _Bench:
             receipt = self.w3.eth.get_transaction_receipt(e.tx_hash)  # type: ignore[arg-type]
             gas += int(receipt["gasUsed"])
         watcher.close()
-        return {"outputs_held": held, "exits": len(exits), "gas": gas, "l1_blocks": last - first,
+        return {"users": len(keys), "outputs_held": held, "exits": len(exits), "gas": gas,
+                "l1_blocks": last - first,
                 "seconds": seconds, "alarm": alarms[0].kind if alarms else None,
                 "gas_per_exit": gas / len(exits) if exits else None}
 
@@ -243,10 +246,12 @@ class _Bench:
 def measure_plasma(l1_url: str, keys: list[bytes], workloads: tuple[str, ...], tx: int,
                    block_size: int, config: PlasmaConfig = MINIMAL,
                    exits: bool = True, mass_exit_outputs: int = 20,
+                   mass_exit_holders: list[bytes] | None = None,
                    ) -> tuple[list[PlasmaRun], dict[str, Any]]:
     """Deploy Plasma on ``l1_url`` and run each workload in blocks of ``block_size``;
     returns the runs and the setup's and exits' L1 costs (one standard exit; a mass exit
-    of ``mass_exit_outputs`` outputs after a withheld block)."""
+    of ``mass_exit_outputs`` outputs, held by ``mass_exit_holders``, after a withheld
+    block)."""
     with tempfile.TemporaryDirectory(prefix="layerlab-plasma-") as tmp:
         bench = _Bench(l1_url, keys, block_size, config, Path(tmp))
         try:
@@ -255,7 +260,8 @@ def measure_plasma(l1_url: str, keys: list[bytes], workloads: tuple[str, ...], t
             setup: dict[str, Any] = {"setup_gas": setup_gas, "setup_l1_txs": setup_txs}
             if exits:
                 setup["exit"] = bench.one_exit()
-                setup["mass_exit"] = bench.mass_exit(Path(tmp), min(mass_exit_outputs, block_size))
+                setup["mass_exit"] = bench.mass_exit(Path(tmp), min(mass_exit_outputs, block_size),
+                                                     mass_exit_holders)
             return runs, setup
         finally:
             bench.close()

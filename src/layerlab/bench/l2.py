@@ -1,0 +1,176 @@
+"""The Layer 2 benchmarks of ``make bench``: Plasma, the optimistic rollup and the ZK
+rollup, each on a devnet node in its own process, at several sizes of its knob.
+
+- **Plasma** (issue 13): child-chain transactions per second through the operator process
+  at block sizes 50 and 200; L1 gas per committed block and per child-chain transaction;
+  gas of one standard exit from start to payout (the OMG framework's exit finalizes in
+  under 80k gas: compare ``process_gas``); and a **mass exit of 100 users** after the
+  operator withholds a block (each user's watcher exits its output, paying its own bond
+  and gas): its L1 gas, L1 blocks and seconds.
+- **Optimistic rollup**: transfers per second through the sequencer's state machine and L1
+  gas and calldata bytes per transfer at batch sizes 50, 200 and 800.
+- **ZK rollup** (``--zk``, off by default: the first run compiles the circuit, ~1 min):
+  one batch shape's proving time and gas per transfer.
+
+Results go to ``benchmarks/results/l2.json`` and a table on the terminal. Sizes are flags;
+every loop here is bounded by its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from layerlab.crypto.keys import DEFAULT_MNEMONIC, derive_dev_accounts
+from layerlab.orchestration import start_devnet, stop
+
+__all__ = ["main"]
+
+RESULTS = Path("benchmarks/results/l2.json")
+MASS_EXIT_USERS = 100
+ACCOUNTS = MASS_EXIT_USERS + 10
+"""Dev accounts of the bench's devnet: the protocols' roles plus one per exiting user."""
+
+
+def _devnet_keys() -> list[bytes]:
+    return [a.private_key for a in derive_dev_accounts(DEFAULT_MNEMONIC, ACCOUNTS)]
+
+
+def _on_devnet(fn: Any) -> Any:
+    """Run ``fn(url, keys)`` against a fresh devnet process, stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix="layerlab-bench-l2-") as tmp:
+        pid, url = start_devnet(Path(tmp), accounts=ACCOUNTS)
+        try:
+            return fn(url, _devnet_keys())
+        finally:
+            stop([pid])
+
+
+def bench_plasma(block_sizes: list[int], users: int) -> dict[str, Any]:
+    from layerlab.bench.plasma import measure_plasma
+
+    rows = []
+    exits: dict[str, Any] = {}
+    for size in block_sizes:
+        with_exits = size == max(block_sizes)
+
+        def run(url: str, keys: list[bytes], size: int = size,
+                with_exits: bool = with_exits) -> Any:
+            holders = keys[10:10 + users]
+            return measure_plasma(url, keys, ("transfer",), 2 * size, size, exits=with_exits,
+                                  mass_exit_outputs=users, mass_exit_holders=holders)
+
+        (r,), setup = _on_devnet(run)
+        rows.append({"block_size": size, "transactions": r.transactions, "tps": r.tps,
+                     "blocks": r.blocks, "l1_gas_per_block": r.l1_gas / r.blocks,
+                     "l1_gas_per_tx": r.l1_gas / r.transactions,
+                     "l1_bytes_per_tx": r.l1_bytes / r.transactions,
+                     "soft_ms_p50": sorted(r.soft_ms)[len(r.soft_ms) // 2],
+                     "final_s_p50": sorted(r.final_s)[len(r.final_s) // 2]})
+        if with_exits:
+            exits = {"exit": setup["exit"], "mass_exit": setup["mass_exit"]}
+    return {"blocks": rows, **exits}
+
+
+def bench_rollup(batch_sizes: list[int]) -> dict[str, Any]:
+    from layerlab.bench.rollup import measure_rollup
+
+    rows = []
+    for size in batch_sizes:
+        def run(url: str, keys: list[bytes], size: int = size) -> Any:
+            return measure_rollup(url, keys, ("transfer",), 2 * size, size)
+
+        (r,), _setup = _on_devnet(run)
+        row = asdict(r)
+        row.pop("soft_ms")
+        rows.append({"batch_size": size, "tps": r.tps,
+                     "l1_gas_per_tx": r.l1_gas / r.transactions,
+                     "l1_bytes_per_tx": r.inbox_bytes / r.transactions,
+                     "compressed_bytes_per_tx": r.compressed_bytes / r.transactions, **row})
+    return {"batches": rows}
+
+
+def bench_zk() -> dict[str, Any]:
+    from layerlab.bench.zk import BENCH_SHAPE, measure_zk
+
+    def run(url: str, keys: list[bytes]) -> Any:
+        return measure_zk(url, keys, ("transfer",), 2 * BENCH_SHAPE.n_transfers)
+
+    (r,), setup = _on_devnet(run)
+    return {"shape": asdict(BENCH_SHAPE), "transactions": r.transactions, "tps": r.tps,
+            "batches": r.batches, "prove_s_per_batch": r.prove_seconds / r.batches,
+            "witness_s_per_batch": r.witness_seconds / r.batches,
+            "l1_gas_per_tx": r.l1_gas / r.transactions,
+            "l1_bytes_per_tx": r.l1_bytes / r.transactions, "setup": setup}
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plasma-blocks", type=_sizes, default=[50, 200])
+    parser.add_argument("--mass-exit-users", type=int, default=MASS_EXIT_USERS)
+    parser.add_argument("--rollup-batches", type=_sizes, default=[50, 200, 800])
+    parser.add_argument("--zk", action="store_true", help="also prove ZK batches")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not 1 <= args.mass_exit_users <= MASS_EXIT_USERS:
+        parser.error(f"--mass-exit-users must be 1..{MASS_EXIT_USERS}")
+    if args.mass_exit_users > max(args.plasma_blocks):
+        parser.error("--mass-exit-users may not exceed the largest Plasma block size")
+    console = Console()
+    report: dict[str, Any] = {
+        "benchmark": "l2",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+    }
+    console.print(f"Plasma: blocks of {args.plasma_blocks}, mass exit of "
+                  f"{args.mass_exit_users} users ...")
+    report["plasma"] = bench_plasma(args.plasma_blocks, args.mass_exit_users)
+    console.print(f"optimistic rollup: batches of {args.rollup_batches} ...")
+    report["rollup"] = bench_rollup(args.rollup_batches)
+    if args.zk:
+        console.print("ZK rollup ...")
+        report["zk"] = bench_zk()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+
+    table = Table(title="Layer 2 benchmarks")
+    for col in ("system", "size", "tx/s", "L1 gas/tx", "L1 bytes/tx"):
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for row in report["plasma"]["blocks"]:
+        table.add_row("Plasma", f"block {row['block_size']}", f"{row['tps']:.0f}",
+                      f"{row['l1_gas_per_tx']:.0f}", f"{row['l1_bytes_per_tx']:.2f}")
+    for row in report["rollup"]["batches"]:
+        table.add_row("optimistic rollup", f"batch {row['batch_size']}", f"{row['tps']:.0f}",
+                      f"{row['l1_gas_per_tx']:.0f}", f"{row['l1_bytes_per_tx']:.1f}")
+    if "zk" in report:
+        zk = report["zk"]
+        table.add_row("ZK rollup", f"batch {zk['shape']['n_transfers']}", f"{zk['tps']:.2f}",
+                      f"{zk['l1_gas_per_tx']:.0f}", f"{zk['l1_bytes_per_tx']:.1f}")
+    console.print(table)
+    plasma = report["plasma"]
+    if "exit" in plasma:
+        ex, mass = plasma["exit"], plasma["mass_exit"]
+        console.print(f"Plasma exit: start {ex['start_gas']:,} gas + process "
+                      f"{ex['process_gas']:,} gas, delay {ex['delay_s']} s")
+        console.print(f"Plasma mass exit: {mass['users']} users, {mass['exits']} exits, "
+                      f"{mass['gas']:,} gas over {mass['l1_blocks']} L1 blocks, "
+                      f"{mass['seconds']:.1f} s")
+    console.print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
