@@ -8,7 +8,8 @@ rollup, each on a devnet node in its own process, at several sizes of its knob.
   operator withholds a block (each user's watcher exits its output, paying its own bond
   and gas): its L1 gas, L1 blocks and seconds.
 - **Optimistic rollup**: transfers per second through the sequencer's state machine and L1
-  gas and calldata bytes per transfer at batch sizes 50, 200 and 800.
+  gas and calldata bytes per transfer at batch sizes 100 and 1,000 (the issue's sizes), and
+  the total gas and L1 blocks of a full fraud-proof game over a batch of 1,000.
 - **ZK rollup** (``--zk``, off by default: the first run compiles the circuit, ~1 min):
   one batch shape's proving time and gas per transfer.
 
@@ -99,6 +100,74 @@ def bench_rollup(batch_sizes: list[int]) -> dict[str, Any]:
     return {"batches": rows}
 
 
+def bench_dispute(batch_size: int) -> dict[str, Any]:
+    """A full fraud-proof game over a batch of ``batch_size`` transfers whose posted roots
+    credit the sequencer money from nothing half-way through: the challenger bisects to the
+    one step and the L1 re-executes it. Totals every L1 transaction of the game (challenge,
+    bisections, choices, the one-step proof) and the L1 blocks it spans."""
+    import copy
+
+    from layerlab.l2.rollup.machine import RollupState, apply_step
+    from layerlab.l2.rollup.optimistic import (
+        MINIMAL,
+        Batch,
+        deploy_rollup,
+        execute_batch,
+        play_challenger,
+    )
+    from layerlab.l2.rollup.txs import Transfer, sign_tx
+
+    def run(url: str, keys: list[bytes]) -> dict[str, Any]:
+        from eth_account import Account
+        from web3 import Web3
+
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120}))
+        deployer, sequencer, alice, bob, challenger = keys[:5]
+        addr = {k: bytes.fromhex(Account.from_key(k).address[2:]) for k in keys[:5]}
+        rollup = deploy_rollup(w3, Account.from_key(deployer).address,
+                               Account.from_key(sequencer).address, MINIMAL)
+        rollup.bond(sequencer, MINIMAL.proposer_bond)
+        honest = RollupState()
+        first = execute_batch(honest, Batch((rollup.queued_step(
+            rollup.deposit_eth(alice, Account.from_key(alice).address, 10**20)),)), rollup.domain)
+        rollup.submit_batch(sequencer, first.batch, first.post_root)
+        batch = Batch(tuple(sign_tx(Transfer(nonce=i, token=0, to=addr[bob], amount=10**12),
+                                    alice, rollup.domain).encode() for i in range(batch_size)))
+        lying = copy.deepcopy(honest)
+        lying_roots = [lying.root]
+        for i, step in enumerate(batch.steps):
+            apply_step(lying, step, rollup.domain)
+            if i == batch_size // 2:  # money from nothing
+                lying._set_balance(0, lying.index_of[addr[bob]], 10**20)
+            lying_roots.append(lying.root)
+        submitted = rollup.submit_batch(sequencer, batch, lying_roots[-1])
+        verifier = execute_batch(copy.deepcopy(honest), batch, rollup.domain)
+        start = int(submitted["blockNumber"])
+        t0 = time.perf_counter()
+        dispute = rollup.challenge(challenger, rollup.batch_count() - 1, MINIMAL.challenger_bond)
+        play_challenger(rollup, challenger, dispute, verifier,
+                        lambda lo, hi: rollup.bisect(sequencer, dispute,
+                                                     lying_roots[(lo + hi) // 2]))
+        seconds = time.perf_counter() - t0
+        end = int(w3.eth.block_number)
+        gas, moves, prove_gas = 0, 0, 0
+        for n in range(start + 1, end + 1):
+            for tx in w3.eth.get_block(n)["transactions"]:
+                used = int(w3.eth.get_transaction_receipt(tx)["gasUsed"])  # type: ignore[arg-type]
+                gas += used
+                moves += 1
+                prove_gas = used  # the game's last move is the one-step proof
+        resolved = [e for e in rollup.events(start) if e.name == "DisputeResolved"]
+        return {"batch_size": batch_size, "l1_transactions": moves, "gas": gas,
+                "one_step_proof_gas": prove_gas, "l1_blocks": end - start,
+                "seconds": seconds,
+                "winner_is_challenger": bool(resolved) and resolved[-1].args["winner"]
+                == Account.from_key(challenger).address}
+
+    result: dict[str, Any] = _on_devnet(run)
+    return result
+
+
 def bench_zk() -> dict[str, Any]:
     from layerlab.bench.zk import BENCH_SHAPE, measure_zk
 
@@ -121,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plasma-blocks", type=_sizes, default=[50, 200])
     parser.add_argument("--mass-exit-users", type=int, default=MASS_EXIT_USERS)
-    parser.add_argument("--rollup-batches", type=_sizes, default=[50, 200, 800])
+    parser.add_argument("--rollup-batches", type=_sizes, default=[100, 1000])
+    parser.add_argument("--dispute-batch", type=int, default=1000)
     parser.add_argument("--zk", action="store_true", help="also prove ZK batches")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -140,6 +210,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["plasma"] = bench_plasma(args.plasma_blocks, args.mass_exit_users)
     console.print(f"optimistic rollup: batches of {args.rollup_batches} ...")
     report["rollup"] = bench_rollup(args.rollup_batches)
+    console.print(f"optimistic rollup: a fraud-proof game over a batch of {args.dispute_batch} ...")
+    report["rollup"]["dispute"] = bench_dispute(args.dispute_batch)
     if args.zk:
         console.print("ZK rollup ...")
         report["zk"] = bench_zk()
@@ -168,6 +240,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         console.print(f"Plasma mass exit: {mass['users']} users, {mass['exits']} exits, "
                       f"{mass['gas']:,} gas over {mass['l1_blocks']} L1 blocks, "
                       f"{mass['seconds']:.1f} s")
+    d = report["rollup"]["dispute"]
+    console.print(f"rollup dispute over {d['batch_size']} transfers: {d['gas']:,} gas in "
+                  f"{d['l1_transactions']} L1 txs over {d['l1_blocks']} L1 blocks "
+                  f"(one-step proof {d['one_step_proof_gas']:,}), challenger won: "
+                  f"{d['winner_is_challenger']}")
     console.print(f"wrote {args.out}")
     return report
 
