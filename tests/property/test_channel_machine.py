@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from layerlab import errors
 from layerlab.errors import ChannelError
 from layerlab.l2.channels import signing
 from layerlab.l2.channels.machine import (
@@ -50,7 +51,7 @@ from layerlab.l2.channels.machine import (
     Deposit,
     FailLock,
     InvalidChannelUpdate,
-    InvalidSignature,
+    InvalidStateSignature,
     InvalidUpdate,
     MalformedMessage,
     Message,
@@ -624,11 +625,14 @@ def test_peer_cannot_move_value_the_wrong_way() -> None:
 def test_forged_signature_refused() -> None:
     a, b = new_pair().values()
     state = replace(b.latest.state, nonce=1, balance_a=990, balance_b=1010)
-    with pytest.raises(InvalidSignature, match="not signed by peer"):
+    with pytest.raises(InvalidStateSignature, match="not signed by peer") as refused:
         apply_message(b, forge(state, Pay(Wei(10)), MALLORY), START_BLOCK)
+    # the machine-readable tag the wire's Reject carries; not the consensus layer's class
+    assert refused.value.check == "signature"
+    assert not isinstance(refused.value, errors.InvalidSignature)
     proposed = apply_command(a, Pay(Wei(10)), START_BLOCK)
     bad_ack = Ack(CHANNEL_ID, Nonce(1), signing.sign_state(DOMAIN, state, MALLORY))
-    with pytest.raises(InvalidSignature):
+    with pytest.raises(InvalidStateSignature):
         apply_message(proposed.channel, bad_ack, START_BLOCK)
 
 
@@ -759,7 +763,7 @@ def test_reject_is_bound_to_the_refused_proposal() -> None:
         apply_message(proposed.channel, reject, START_BLOCK)
     outsider = replace(b, private_key=MALLORY, address=compute_address(MALLORY))
     forged_reject = apply_refusal(outsider, proposed.messages[0], InvalidUpdate("x", "no")).messages[0]
-    with pytest.raises(InvalidSignature):
+    with pytest.raises(InvalidStateSignature):
         apply_message(proposed.channel, forged_reject, START_BLOCK)
     accepted = apply_message(b, proposed.messages[0], START_BLOCK)
     assert accepted.channel.latest.state.nonce == 1

@@ -143,8 +143,10 @@ class ProposalInFlight(InvalidChannelUpdate):
     """A local command while our previous proposal still awaits the peer's answer."""
 
 
-class InvalidSignature(InvalidChannelUpdate):
-    """A signature is malformed or not the peer's (forged)."""
+class InvalidStateSignature(InvalidChannelUpdate):
+    """A signature on a channel state is malformed or not the peer's (forged); ``check``
+    is ``signature``. (Not :class:`layerlab.errors.InvalidSignature`, the consensus
+    layer's BLS failure.)"""
 
 
 class InvalidUpdate(InvalidChannelUpdate):
@@ -458,8 +460,8 @@ def validate_channel(channel: Channel) -> None:
         for role, sig in (("a", latest.sig_a), ("b", latest.sig_b)):
             signer = channel.address if role == channel.role else channel.peer
             if not is_digest_signed_by(digest, sig, signer):
-                raise InvalidSignature("signature", f"latest state nonce {latest.state.nonce} lacks a valid "
-                                       f"signature of party {role} 0x{signer.hex()}")
+                raise InvalidStateSignature("signature", f"latest state nonce {latest.state.nonce} lacks a "
+                                            f"valid signature of party {role} 0x{signer.hex()}")
     if latest.state.deposit_a > channel.l1_deposit_a or latest.state.deposit_b > channel.l1_deposit_b:
         raise InvalidUpdate("deposit-unseen", "latest state accounts for deposits "
                             f"({latest.state.deposit_a}, {latest.state.deposit_b}) above those seen on L1 "
@@ -847,7 +849,7 @@ def apply_proposal(channel: Channel, proposal: Proposal, current_block: BlockNum
     validate_proposed_state(expected, proposal.state)
     digest = channel.domain.digest(proposal.state)
     if not is_digest_signed_by(digest, proposal.signature, channel.peer):
-        raise InvalidSignature("signature", f"proposal nonce {proposal.nonce} is not signed by peer "
+        raise InvalidStateSignature("signature", f"proposal nonce {proposal.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
     signature = sign_digest(digest, channel.private_key)
     events: tuple[Event, ...] = ()
@@ -879,7 +881,7 @@ def apply_ack(channel: Channel, ack: Ack) -> Transition:
     proposal = next((p for p in candidates if is_digest_signed_by(
         channel.domain.digest(p.state), ack.signature, channel.peer)), None)
     if proposal is None:
-        raise InvalidSignature("signature", f"ack for nonce {ack.nonce} is not signed by peer "
+        raise InvalidStateSignature("signature", f"ack for nonce {ack.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
     events: tuple[Event, ...] = ()
     if proposal is not pending and pending is not None:
@@ -902,7 +904,7 @@ def apply_reject(channel: Channel, reject: Reject) -> Transition:
     digest = compute_reject_digest(channel.domain, reject.channel_id, reject.nonce,
                                    reject.proposal_hash, reject.reason)
     if not is_digest_signed_by(digest, reject.signature, channel.peer):
-        raise InvalidSignature("signature", f"reject of nonce {reject.nonce} is not signed by peer "
+        raise InvalidStateSignature("signature", f"reject of nonce {reject.nonce} is not signed by peer "
                                f"0x{channel.peer.hex()}")
     event = ProposalAbandoned(channel.channel_id, pending.nonce, pending.update, reject.reason)
     return Transition(_abandon(channel, pending), (), (event,))
