@@ -8,8 +8,11 @@ rollup, each on a devnet node in its own process, at several sizes of its knob.
   operator withholds a block (each user's watcher exits its output, paying its own bond
   and gas): its L1 gas, L1 blocks and seconds.
 - **Optimistic rollup**: transfers per second through the sequencer's state machine and L1
-  gas and calldata bytes per transfer at batch sizes 100 and 1,000 (the issue's sizes), and
-  the total gas and L1 blocks of a full fraud-proof game over a batch of 1,000.
+  gas and calldata bytes per transfer at batch sizes 100 and 900, and the total gas and L1
+  blocks of a full fraud-proof game over a batch of 900. (The issue asks for 1,000: a batch
+  of 1,000 uncompressed transfers is 132 KB of calldata, above the 128 KiB transaction size
+  limit the node shares with geth; the OP Stack would split it into frames over several L1
+  transactions, which this rollup does not do yet.)
 - **ZK rollup** (``--zk``, off by default: the first run compiles the circuit, ~1 min):
   one batch shape's proving time and gas per transfer.
 
@@ -190,8 +193,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plasma-blocks", type=_sizes, default=[50, 200])
     parser.add_argument("--mass-exit-users", type=int, default=MASS_EXIT_USERS)
-    parser.add_argument("--rollup-batches", type=_sizes, default=[100, 1000])
-    parser.add_argument("--dispute-batch", type=int, default=1000)
+    parser.add_argument("--rollup-batches", type=_sizes, default=[100, 900])
+    parser.add_argument("--dispute-batch", type=int, default=900)
     parser.add_argument("--zk", action="store_true", help="also prove ZK batches")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
