@@ -196,6 +196,9 @@ PARAMS: dict[str, st.SearchStrategy[Any]] = {
                              st.lists(scalar, max_size=3)),
     "raw": raw_transaction(), "seconds": quantity, "slot": st.one_of(word, quantity),
     "value": word, "snapshot_id": st.integers(0, 8).map(hex),
+    "keys": st.lists(st.one_of(word, quantity, any_value), max_size=3),
+    "requests": st.one_of(st.dictionaries(some_address, st.lists(word, max_size=3), max_size=2),
+                          any_value),
     "timestamp": quantity, "tx": tx_object, "typed": st.one_of(typed_data,
                                                               typed_data.map(json.dumps)),
 }

@@ -111,6 +111,10 @@ def parse_log_filter(value: Any) -> LogFilter:
         else:
             topics.append([parse_hash(t, "filter.topics")])
     block_hash = value.get("blockHash")
+    if block_hash is not None and (value.get("fromBlock") is not None
+                                   or value.get("toBlock") is not None):
+        raise InvalidParams(  # geth's FilterCriteria.UnmarshalJSON wording
+            "cannot specify both BlockHash and FromBlock/ToBlock, choose one or the other")
     return LogFilter(
         from_block=parse_block_id(value.get("fromBlock", "latest"), "filter.fromBlock"),
         to_block=parse_block_id(value.get("toBlock", "latest"), "filter.toBlock"),
@@ -161,6 +165,25 @@ def _slots(raw: Any, name: str) -> tuple[tuple[int, int], ...]:
         raise InvalidParams(f"{name}: expected an object of slot -> value")
     return tuple((int.from_bytes(parse_hash(k, name), "big"), int.from_bytes(parse_hash(v, name), "big"))
                  for k, v in raw.items())
+
+
+def parse_storage_key(value: Any) -> tuple[int, int]:
+    """A storage slot as geth's ``decodeHash`` reads it: ``0x`` optional, an odd digit count
+    padded, at most 32 bytes. Returns (slot, length of the input in bytes)."""
+    if not isinstance(value, str):
+        raise InvalidParams("hex string invalid")
+    digits = value[2:] if value.startswith(("0x", "0X")) else value
+    if len(digits) % 2:
+        digits = "0" + digits
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        raise InvalidParams("hex string invalid") from None
+    if not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise InvalidParams("hex string invalid")
+    if len(raw) > 32:
+        raise InvalidParams("hex string too long, want at most 32 bytes")
+    return int.from_bytes(raw, "big"), len(raw)
 
 
 def log_topics(log: Any) -> list[bytes]:

@@ -13,16 +13,25 @@ import json
 import time
 from typing import Any
 
+import rlp
+from eth._utils.address import generate_contract_address
+from eth._utils.calculations import fake_exponential
 from eth.abc import BlockAPI, BlockHeaderAPI
+from eth.constants import BLANK_ROOT_HASH
+from eth.rlp.accounts import Account as AccountRLP
+from eth.vm.forks.cancun.constants import BLOB_BASE_FEE_UPDATE_FRACTION, MIN_BLOB_BASE_FEE
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
+from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
+from rlp.sedes import big_endian_int
+from trie import HexaryTrie
 
 from layerlab.errors import InvalidTransaction
 from layerlab.l1.chain.evm import MinedBlock
 from layerlab.l1.node import MiningMode, Node
-from layerlab.l1.rpc import codec
+from layerlab.l1.rpc import codec, trace
 from layerlab.l1.rpc.codec import (
     InvalidParams,
     hex_data,
@@ -42,9 +51,79 @@ from layerlab.l1.rpc.common import (
     block_logs,
     parse_log_filter,
     parse_state_overrides,
+    parse_storage_key,
 )
 
 MAX_LOG_BLOCK_RANGE = 10_000
+MAX_STORAGE_SLOTS = 1024  # geth's maxGetStorageSlots
+MAX_ACCESS_LIST_ROUNDS = 16
+EMPTY_CODE_HASH = keccak(b"")
+
+
+def compute_blob_base_fee(excess_blob_gas: int) -> int:
+    """EIP-4844's ``get_base_fee_per_blob_gas``: ``fake_exponential(MIN_BASE_FEE_PER_BLOB_GAS,
+    excess_blob_gas, BLOB_BASE_FEE_UPDATE_FRACTION)`` (Cancun's constants)."""
+    return int(fake_exponential(MIN_BLOB_BASE_FEE, excess_blob_gas,
+                                BLOB_BASE_FEE_UPDATE_FRACTION))
+
+
+def parse_access_list(value: Any) -> dict[bytes, set[int]]:
+    """An EIP-2930 access list ``[{address, storageKeys}]`` as address -> slots."""
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise InvalidParams("accessList: expected a list")
+    out: dict[bytes, set[int]] = {}
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("storageKeys", []), list):
+            raise InvalidParams("accessList: expected [{address, storageKeys}]")
+        slots = out.setdefault(parse_address(entry.get("address"), "accessList.address"), set())
+        slots.update(int.from_bytes(parse_hash(k, "accessList.storageKeys"), "big")
+                     for k in entry.get("storageKeys", []))
+    return out
+
+
+def _proof(trie: HexaryTrie, key: bytes) -> list[str]:
+    """The RLP of the nodes on the path to ``key``; as geth's, a node short enough (< 32
+    bytes) to be embedded in its parent is not listed on its own."""
+    encoded = [rlp.encode(node) for node in trie.get_proof(key)]
+    return [hex_data(e) for i, e in enumerate(encoded) if i == 0 or len(e) >= 32]
+
+
+def account_proof(db: Any, state_root: bytes, address: bytes,
+                  slots: list[tuple[int, int]]) -> dict[str, Any]:
+    """EIP-1186's ``eth_getProof`` result, as geth shapes it: the account's proof in the
+    state trie (keyed by keccak(address)) and each slot's proof in its storage trie (keyed
+    by keccak(slot)); a slot given in fewer than 32 bytes comes back as a quantity."""
+    state_trie = HexaryTrie(db, state_root)
+    encoded = state_trie.get(keccak(address))
+    if encoded:
+        account = rlp.decode(encoded, sedes=AccountRLP)
+        nonce, balance = int(account.nonce), int(account.balance)
+        storage_root, code_hash = bytes(account.storage_root), bytes(account.code_hash)
+    else:  # geth: zero hashes for an account that does not exist
+        nonce, balance, storage_root, code_hash = 0, 0, b"\x00" * 32, b"\x00" * 32
+    has_storage = storage_root not in (BLANK_ROOT_HASH, b"\x00" * 32)
+    storage_trie = HexaryTrie(db, storage_root) if has_storage else None
+    storage = []
+    for slot, length in slots:
+        key = hex_data(slot.to_bytes(32, "big")) if length == 32 else hex_int(slot)
+        if storage_trie is None:
+            storage.append({"key": key, "value": "0x0", "proof": []})
+            continue
+        raw = storage_trie.get(keccak(slot.to_bytes(32, "big")))
+        storage.append({"key": key, "value": hex_int(rlp.decode(raw, sedes=big_endian_int)
+                                                     if raw else 0),
+                        "proof": _proof(storage_trie, keccak(slot.to_bytes(32, "big")))})
+    return {
+        "address": to_checksum_address(address),
+        "accountProof": _proof(state_trie, keccak(address)),
+        "balance": hex_int(balance),
+        "codeHash": hex_data(code_hash),
+        "nonce": hex_int(nonce),
+        "storageHash": hex_data(storage_root),
+        "storageProof": storage,
+    }
 
 
 class EthApi(Namespace):
@@ -107,10 +186,41 @@ class EthApi(Namespace):
         return hex_data(self._state(block).get_code(parse_address(address)))
 
     def eth_getStorageAt(self, address: Any, slot: Any, block: Any = "latest") -> str:
-        key = parse_quantity(slot, "slot") if not (isinstance(slot, str) and len(slot) == 66) \
-            else int.from_bytes(parse_hash(slot, "slot"), "big")
+        try:
+            key, _ = parse_storage_key(slot)
+        except InvalidParams as exc:
+            raise InvalidParams(f"unable to decode storage key: {exc}") from None
         value = self._state(block).get_storage(parse_address(address), key)
         return hex_data(int(value).to_bytes(32, "big"))
+
+    def eth_getStorageValues(self, requests: Any, block: Any = "latest") -> dict[str, list[str]]:
+        if not isinstance(requests, dict):
+            raise InvalidParams("requests: expected an object of address -> [slots]")
+        parsed: list[tuple[str, bytes, list[int]]] = []
+        total = 0
+        for address, slots in requests.items():
+            if not isinstance(slots, list):
+                raise InvalidParams(f"requests[{address}]: expected a list of slots")
+            total += len(slots)
+            if total > MAX_STORAGE_SLOTS:
+                raise InvalidParams(f"too many slots (max {MAX_STORAGE_SLOTS})")
+            parsed.append((address, parse_address(address, "address"),
+                           [int.from_bytes(parse_hash(k, "slot"), "big") for k in slots]))
+        if total == 0:
+            raise InvalidParams("empty request")
+        state = self._state(block)
+        return {to_checksum_address(addr): [hex_data(int(state.get_storage(addr, k)).to_bytes(32, "big"))
+                                            for k in keys]
+                for _, addr, keys in parsed}
+
+    def eth_getProof(self, address: Any, keys: Any, block: Any = "latest") -> dict[str, Any]:
+        addr = parse_address(address)
+        if not isinstance(keys, list):
+            raise InvalidParams("storageKeys: expected a list")
+        slots = [parse_storage_key(k) for k in keys]  # all parsed before any state is read
+        header = self.state_header(block)
+        return account_proof(self.node.chain.chain.chaindb.db, bytes(header.state_root),
+                             addr, slots)
 
     def eth_getTransactionCount(self, address: Any, block: Any = "latest") -> str:
         addr = parse_address(address)
@@ -206,7 +316,7 @@ class EthApi(Namespace):
         return hex_int(10**9)
 
     def eth_blobBaseFee(self) -> str:
-        return hex_int(1)
+        return hex_int(compute_blob_base_fee(int(self.node.head.excess_blob_gas or 0)))
 
     def eth_feeHistory(self, count: Any, newest: Any, percentiles: Any = None) -> dict[str, Any]:
         n = min(parse_quantity(count, "blockCount"), 1024)
@@ -276,6 +386,33 @@ class EthApi(Namespace):
                                            parse_state_overrides(overrides))
         self._raise_if_failed(computation)
         return hex_data(computation.output)
+
+    def eth_createAccessList(self, tx: Any, block: Any = "latest") -> dict[str, Any]:
+        obj = parse_tx_object(tx)
+        header = self.state_header(block)
+        request = self._call_request(obj)
+        initial = parse_access_list(tx.get("accessList") if isinstance(tx, dict) else None)
+        state = self.node.chain.get_state(header)
+        to = request.to or generate_contract_address(
+            request.sender, int(state.get_nonce(request.sender)))
+        exclude = {request.sender, to} | trace.precompile_addresses(state)
+        access: dict[bytes, set[int]] = {a: s for a, s in initial.items() if a not in exclude}
+        for _ in range(MAX_ACCESS_LIST_ROUNDS):  # geth: until the list stops changing
+            tracer = trace.AccessListTracer(exclude, access)
+            run = trace.run_call(self.node.chain, request, header, tracer, access_list=access)
+            if tracer.list == access:
+                break
+            access = tracer.list
+        computation = run["computation"]
+        out: dict[str, Any] = {
+            "accessList": [{"address": to_checksum_address(a),
+                            "storageKeys": [hex_data(k.to_bytes(32, "big")) for k in sorted(s)]}
+                           for a, s in sorted(access.items())],
+            "gasUsed": hex_int(run["gasUsed"]),
+        }
+        if computation.is_error:
+            out["error"] = trace.error_text(computation)
+        return out
 
     def eth_estimateGas(self, tx: Any, block: Any = "latest") -> str:
         obj = parse_tx_object(tx)
