@@ -4,6 +4,17 @@ receipts, fees, calls, dev-account signing, logs and polled filters.
 Semantics follow the Ethereum execution-apis spec (``eth_*``); ``eth_sign``,
 ``personal_sign`` and ``eth_signTypedData_v4`` (EIP-191, EIP-712) sign with the dev
 accounts' keys. Installed filters expire when not polled for 5 minutes, as in geth.
+
+geth's additions:
+
+- ``eth_getProof(address, keys, block)`` (EIP-1186): the account's Merkle-Patricia proof
+  in the state trie and each key's in the account's storage trie; keys as geth's
+  ``decodeHash`` reads them (a key under 32 bytes comes back as a quantity).
+- ``eth_getStorageValues({address: [slots]}, block)``: many slots at once (max 1024).
+- ``eth_createAccessList(call, block)``: the EIP-2930 list an access-list tracer sees
+  (less sender, recipient and precompiles), rerun until stable, and the ``gasUsed`` of
+  the call with it.
+- ``eth_blobBaseFee``: EIP-4844's ``fake_exponential`` on the head's excess blob gas.
 """
 
 from __future__ import annotations
