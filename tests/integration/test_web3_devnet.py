@@ -529,11 +529,11 @@ def test_debug_trace_struct_logs_account_for_the_receipt_gas(
     # stack snapshots are hex words; SSTORE shows the stored slot and value
     sstore = next(s for s in steps if s["op"] == "SSTORE")
     assert sstore["storage"] == {"0" * 64: "0" * 63 + "5"}
-    # options: disableStack drops stacks; an unknown tracer is refused
+    # options: disableStack drops stacks; a tracer not served is refused
     light = rpc(node.url, "debug_traceTransaction", [tx_hash.to_0x_hex(), {"disableStack": True}])
     assert isinstance(light, dict) and "stack" not in light["structLogs"][0]
     reply = raw_call(node.url, "debug_traceTransaction",
-                     [tx_hash.to_0x_hex(), {"tracer": "callTracer"}])
+                     [tx_hash.to_0x_hex(), {"tracer": "4byteTracer"}])
     assert reply["error"]["code"] == -32602
 
 

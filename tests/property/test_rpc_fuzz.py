@@ -26,24 +26,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from layerlab.crypto.keys import derive_dev_accounts
-from layerlab.l1.rpc.methods import RpcApi
+from layerlab.l1.rpc.methods import rpc_functions
 from tests.nodeproc import NodeProcess
 
 pytestmark = pytest.mark.slow
 
 DEV = derive_dev_accounts()
-PREFIXES = ("eth", "net", "web3", "debug", "evm", "anvil", "personal", "txpool", "layerlab")
 
 
 def method_table() -> list[str]:
-    """Every RPC method name the server dispatches (as RpcApi builds its table)."""
-    names = set()
-    for name, _ in inspect.getmembers(RpcApi, predicate=inspect.isfunction):
-        if "_" in name and not name.startswith("_") and name.split("_")[0] in PREFIXES:
-            names.add(name)
-            if name.startswith("anvil_"):
-                names.add("hardhat_" + name[len("anvil_"):])
-    return sorted(names | {"eth_subscribe", "eth_unsubscribe"})
+    """Every RPC method name the server dispatches (the namespaces' table)."""
+    return sorted(set(rpc_functions()) | {"eth_subscribe", "eth_unsubscribe"})
 
 
 METHODS = method_table()
@@ -203,6 +196,9 @@ PARAMS: dict[str, st.SearchStrategy[Any]] = {
                              st.lists(scalar, max_size=3)),
     "raw": raw_transaction(), "seconds": quantity, "slot": st.one_of(word, quantity),
     "value": word, "snapshot_id": st.integers(0, 8).map(hex),
+    "keys": st.lists(st.one_of(word, quantity, any_value), max_size=3),
+    "requests": st.one_of(st.dictionaries(some_address, st.lists(word, max_size=3), max_size=2),
+                          any_value),
     "timestamp": quantity, "tx": tx_object, "typed": st.one_of(typed_data,
                                                               typed_data.map(json.dumps)),
 }
@@ -221,8 +217,7 @@ def junk_for(method: str) -> st.SearchStrategy[Any]:
 
 
 def method_function(method: str) -> Any:
-    name = "anvil_" + method[len("hardhat_"):] if method.startswith("hardhat_") else method
-    return getattr(RpcApi, name)
+    return rpc_functions()[method]
 
 
 def typed_params(method: str) -> st.SearchStrategy[list[Any]]:

@@ -33,7 +33,7 @@ from layerlab.l1.rpc.codec import (
     parse_quantity,
     parse_tx_object,
 )
-from layerlab.l1.rpc.methods import decode_revert_reason
+from layerlab.l1.rpc.common import decode_revert_reason
 
 # -- quantities ---------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from layerlab.l1.chain.evm import MinedBlock
 from layerlab.l1.node import MiningMode
 from layerlab.l1.rpc import codec
 from layerlab.l1.rpc.codec import InvalidParams, hex_data
-from layerlab.l1.rpc.methods import RpcApi, parse_log_filter
+from layerlab.l1.rpc.common import block_logs, parse_log_filter
+from layerlab.l1.rpc.methods import RpcApi
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ class RpcServer:
 
             def on_logs(mined: MinedBlock) -> None:
                 header = mined.block.header
-                for entry in self.api._block_logs(header, mined.block, mined.receipts, flt):
+                for entry in block_logs(header, mined.block, mined.receipts, flt):
                     self._notify(ws, sub_id, entry)
             self.node.block_listeners.append(on_logs)
             state["subs"][sub_id] = ("block", on_logs)
