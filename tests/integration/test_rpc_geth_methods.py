@@ -31,6 +31,7 @@ from web3.contract import Contract
 from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
 from tests.nodeproc import NodeProcess, rpc
+from tests.unit.test_rpc_blob_fee import fake_exponential
 
 pytestmark = pytest.mark.slow
 
@@ -189,20 +190,12 @@ def test_create_access_list_gas_is_what_the_transaction_then_uses(
 
 
 # -- eth_blobBaseFee (EIP-4844) ----------------------------------------------------------------
-def eip4844_fake_exponential(factor: int, numerator: int, denominator: int) -> int:
-    """EIP-4844's own pseudo-code."""
-    i, output, numerator_accum = 1, 0, factor * denominator
-    while numerator_accum > 0:
-        output += numerator_accum
-        numerator_accum = (numerator_accum * numerator) // (denominator * i)
-        i += 1
-    return output // denominator
 
 
 def test_blob_base_fee_follows_the_head_excess_blob_gas(node: NodeProcess, w3: Web3) -> None:
     head = rpc(node.url, "eth_getBlockByNumber", ["latest", False])
     assert isinstance(head, dict)
-    expected = eip4844_fake_exponential(1, int(head["excessBlobGas"], 16), 3338477)
+    expected = fake_exponential(1, int(head["excessBlobGas"], 16), 3338477)
     assert rpc(node.url, "eth_blobBaseFee", []) == hex(expected)
     assert w3.eth.blob_base_fee == expected
 

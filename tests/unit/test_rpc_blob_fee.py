@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from layerlab.l1.rpc.eth import compute_blob_base_fee
+from layerlab.l1.blobs import compute_blob_base_fee
 
 
 def fake_exponential(factor: int, numerator: int, denominator: int) -> int:

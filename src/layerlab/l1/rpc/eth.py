@@ -26,11 +26,9 @@ from typing import Any
 
 import rlp
 from eth._utils.address import generate_contract_address
-from eth._utils.calculations import fake_exponential
 from eth.abc import BlockAPI, BlockHeaderAPI
 from eth.constants import BLANK_ROOT_HASH
 from eth.rlp.accounts import Account as AccountRLP
-from eth.vm.forks.cancun.constants import BLOB_BASE_FEE_UPDATE_FRACTION, MIN_BLOB_BASE_FEE
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
@@ -40,6 +38,7 @@ from rlp.sedes import big_endian_int
 from trie import HexaryTrie
 
 from layerlab.errors import InvalidTransaction
+from layerlab.l1.blobs import compute_blob_base_fee
 from layerlab.l1.chain.evm import MinedBlock
 from layerlab.l1.node import MiningMode, Node
 from layerlab.l1.rpc import codec, trace
@@ -69,13 +68,6 @@ MAX_LOG_BLOCK_RANGE = 10_000
 MAX_STORAGE_SLOTS = 1024  # geth's maxGetStorageSlots
 MAX_ACCESS_LIST_ROUNDS = 16
 EMPTY_CODE_HASH = keccak(b"")
-
-
-def compute_blob_base_fee(excess_blob_gas: int) -> int:
-    """EIP-4844's ``get_base_fee_per_blob_gas``: ``fake_exponential(MIN_BASE_FEE_PER_BLOB_GAS,
-    excess_blob_gas, BLOB_BASE_FEE_UPDATE_FRACTION)`` (Cancun's constants)."""
-    return int(fake_exponential(MIN_BLOB_BASE_FEE, excess_blob_gas,
-                                BLOB_BASE_FEE_UPDATE_FRACTION))
 
 
 def parse_access_list(value: Any) -> dict[bytes, set[int]]:
