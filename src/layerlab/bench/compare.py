@@ -213,22 +213,18 @@ def _devnet(gas_limit: int = 100_000_000) -> Iterator[tuple[str, list[bytes]]]:
 
 
 @contextlib.contextmanager
-def _devnet_process() -> Iterator[tuple[str, list[bytes]]]:
-    """A devnet node in its own OS process (automining), for services that share the
-    machine with it: an L2 sequencer in this process must not share its GIL with py-evm."""
-    from layerlab.orchestration import free_port, spawn, stop, wait_rpc
+def devnet_process(accounts: int = 10) -> Iterator[tuple[str, list[bytes]]]:
+    """A devnet node in its own OS process (automining) with ``accounts`` funded dev
+    accounts, for services that share the machine with it: an L2 sequencer in this process
+    must not share its GIL with py-evm. Yields its URL and the accounts' keys."""
+    from layerlab.orchestration import start_devnet, stop
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="layerlab-l1-") as tmp:
-        log_path = Path(tmp) / "node.log"
-        proc = spawn(["node", "--port", str(port), "--in-memory", "--quiet"], log_path)
+        pid, url = start_devnet(Path(tmp), accounts=accounts)
         try:
-            wait_rpc(url, proc, log_path=log_path)
-            yield url, [a.private_key for a in derive_dev_accounts()]
+            yield url, [a.private_key for a in derive_dev_accounts(count=accounts)]
         finally:
-            stop([proc.pid])
-            proc.wait(timeout=15)
+            stop([pid])
 
 
 def _run_devnet(opts: CompareOptions, progress: Progress) -> tuple[list[Measurement],
@@ -424,7 +420,7 @@ def _run_rollup(opts: CompareOptions, progress: Progress) -> tuple[list[Measurem
                    if run.execute_seconds else None})
 
     workloads = tuple(w for w in opts.workloads if w in WORKLOADS)
-    with _devnet_process() as (url, keys):
+    with devnet_process() as (url, keys):
         progress(f"optimistic rollup: {opts.tx} x {', '.join(workloads)} in batches of "
                  f"{opts.batch_size}")
         runs, _setup = measure_rollup(url, keys, workloads, opts.tx, opts.batch_size, config)
@@ -471,14 +467,14 @@ def _run_plasma(opts: CompareOptions, progress: Progress) -> tuple[list[Measurem
                 k: v for k, v in setup.items() if k in ("exit", "mass_exit", "setup_gas")}})
 
     workloads = tuple(w for w in opts.workloads if (("plasma", w) not in UNSUPPORTED_REASONS))
-    with _devnet_process() as (url, keys):
+    with devnet_process() as (url, keys):
         progress(f"Plasma: {opts.tx} x {', '.join(workloads)} in blocks of {block_size}")
         runs, setup = measure_plasma(url, keys, workloads, opts.tx, block_size, config)
         rows = [row(run, setup) for run in runs]
     by_size = {block_size: next((r for r in rows if r.workload == "transfer"), None)}
     for size in [max(block_size // 4, 1)] + ([] if opts.quick else [block_size * 2]):
         progress(f"Plasma: scaling, block size {size}")
-        with _devnet_process() as (url, keys):
+        with devnet_process() as (url, keys):
             (run,), setup = measure_plasma(url, keys, ("transfer",), 2 * size, size, config,
                                            exits=False)
         by_size[size] = row(run, setup)
@@ -516,7 +512,7 @@ def _run_zk(opts: CompareOptions, progress: Progress) -> tuple[list[Measurement]
     workloads = tuple(w for w in opts.workloads if ("zk-rollup", w) not in UNSUPPORTED_REASONS)
     if opts.quick:  # a micropayment is the same circuit path as a transfer: one is enough
         workloads = tuple(w for w in workloads if w == "transfer") or workloads[:1]
-    with _devnet_process() as (url, keys):
+    with devnet_process() as (url, keys):
         progress(f"ZK rollup: compiling or loading the circuit, then {count} x "
                  f"{', '.join(workloads)}")
         runs, setup = measure_zk(url, keys, workloads, count)

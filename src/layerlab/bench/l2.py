@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -34,8 +33,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from layerlab.crypto.keys import DEFAULT_MNEMONIC, derive_dev_accounts
-from layerlab.orchestration import start_devnet, stop
+from layerlab.bench.compare import devnet_process
 
 __all__ = ["main"]
 
@@ -45,18 +43,10 @@ ACCOUNTS = MASS_EXIT_USERS + 10
 """Dev accounts of the bench's devnet: the protocols' roles plus one per exiting user."""
 
 
-def _devnet_keys() -> list[bytes]:
-    return [a.private_key for a in derive_dev_accounts(DEFAULT_MNEMONIC, ACCOUNTS)]
-
-
 def _on_devnet(fn: Any) -> Any:
     """Run ``fn(url, keys)`` against a fresh devnet process, stopped afterwards."""
-    with tempfile.TemporaryDirectory(prefix="layerlab-bench-l2-") as tmp:
-        pid, url = start_devnet(Path(tmp), accounts=ACCOUNTS)
-        try:
-            return fn(url, _devnet_keys())
-        finally:
-            stop([pid])
+    with devnet_process(ACCOUNTS) as (url, keys):
+        return fn(url, keys)
 
 
 def bench_plasma(block_sizes: list[int], users: int) -> dict[str, Any]:
