@@ -31,6 +31,7 @@ from layerlab.l1.consensus.beacon import PosEngine
 from layerlab.l1.consensus.merge import pos_of
 from layerlab.l1.node import MiningMode, Node
 from layerlab.l1.rpc import codec
+from layerlab.l1.rpc.blobapi import blob_fee_history
 from layerlab.l1.rpc.codec import (
     InvalidParams,
     hex_data,
@@ -510,7 +511,7 @@ class RpcApi:
         return hex_int(10**9)
 
     def eth_blobBaseFee(self) -> str:
-        return hex_int(1)
+        return hex_int(self.node.next_blob_base_fee())
 
     def eth_feeHistory(self, count: Any, newest: Any, percentiles: Any = None) -> dict[str, Any]:
         n = min(parse_quantity(count, "blockCount"), 1024)
@@ -541,8 +542,7 @@ class RpcApi:
             "oldestBlock": hex_int(first),
             "baseFeePerGas": base_fees,
             "gasUsedRatio": ratios,
-            "baseFeePerBlobGas": ["0x1"] * len(base_fees),
-            "blobGasUsedRatio": [0.0] * len(ratios),
+            **blob_fee_history(self.node.chain, first, last),
         }
         if pct:
             out["reward"] = rewards
