@@ -61,6 +61,8 @@ def node(
     validators: Annotated[str, typer.Option(help="PoS validator indices this node runs, e.g. 0,1.")] = "",
     byzantine: Annotated[str, typer.Option(
         help="Misbehave on purpose (tests): double-propose,double-vote.")] = "",
+    blob_retention: Annotated[int, typer.Option(
+        help="Blocks a blob sidecar is kept (4096 epochs of 32 slots).")] = 4096 * 32,
 ) -> None:
     """Run an L1 node: py-evm execution, LevelDB storage, JSON-RPC on HTTP + WS.
 
@@ -79,7 +81,8 @@ def node(
         return
     mode = MiningMode.MANUAL if no_mining else (
         MiningMode.INTERVAL if block_time else MiningMode.AUTO)
-    n = Node(cfg, data_dir=directory, mining=mode, block_time=block_time)  # type: ignore[arg-type]
+    n = Node(cfg, data_dir=directory, mining=mode, block_time=block_time,  # type: ignore[arg-type]
+             blob_retention=blob_retention)
 
     def ready(server: object) -> None:
         if not quiet:

@@ -34,6 +34,7 @@ import ckzg
 import rlp
 from eth._utils.calculations import fake_exponential
 from eth.vm.forks.cancun import constants as cancun
+from eth.vm.forks.cancun.state import get_total_blob_gas
 
 from layerlab.errors import InvalidTransaction
 
@@ -138,7 +139,7 @@ def get_next_blob_base_fee(parent: Any, params: BlobParams = CANCUN) -> int:
 
 def get_blob_gas(tx: Any) -> int:
     """Blob gas a transaction uses (``GAS_PER_BLOB`` per versioned hash; 0 if not type 3)."""
-    return GAS_PER_BLOB * len(getattr(tx, "blob_versioned_hashes", ()) or ())
+    return int(get_total_blob_gas(tx))
 
 
 def is_network_form(raw: bytes) -> bool:

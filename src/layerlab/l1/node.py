@@ -28,6 +28,8 @@ from typing import Any
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
 
 from layerlab.errors import InvalidBlock, InvalidTransaction, LayerlabError
+from layerlab.l1 import blobs
+from layerlab.l1.blobstore import DEFAULT_RETENTION, BlobStore
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.evm import EvmChain, MinedBlock
 from layerlab.l1.consensus.engine import ConsensusEngine
@@ -115,8 +117,10 @@ class Node:
         block_time: float | None = None,
         coinbase: bytes = b"\x00" * 20,
         engine_factory: Callable[[ChainDB, EvmChain], ConsensusEngine] | None = None,
+        blob_retention: int = DEFAULT_RETENTION,
     ) -> None:
         self.db: ChainDB = open_db(data_dir)
+        self.blobstore = BlobStore(self.db, blob_retention)
         self.data_dir = data_dir
         self.chain = EvmChain(config, self.db)
         self.config = self.chain.config
@@ -172,6 +176,15 @@ class Node:
 
         return int(calculate_expected_base_fee_per_gas(self.head))
 
+    def next_blob_base_fee(self) -> int:
+        """EIP-4844 blob base fee of the next block, computed from the head."""
+        return blobs.get_next_blob_base_fee(self.head)
+
+    def _store_sidecars(self, block: BlockAPI, ptxs: Sequence[PooledTransaction]) -> None:
+        """Keep the blobs of ``block``'s pooled transactions; drop those out of the window."""
+        self.blobstore.put_block(block, [(p.hash, p.sidecar) for p in ptxs if p.sidecar])
+        self.blobstore.prune(int(self.head.block_number))
+
     def _save_meta(self) -> None:
         self.db[META_KEY] = self.meta.encode()
 
@@ -183,10 +196,11 @@ class Node:
 
     def _admit(self, ptx: PooledTransaction, spoofed_sender: bool = False) -> bytes:
         replaced = self.pool.add(
-            ptx, self.reader(), base_fee=self.next_base_fee(), block_gas_limit=self.config.gas_limit
+            ptx, self.reader(), base_fee=self.next_base_fee(), block_gas_limit=self.config.gas_limit,
+            blob_base_fee=self.next_blob_base_fee(),
         )
         puts = {POOL_PREFIX + ptx.hash: (b"\x01" if spoofed_sender else b"\x00") + ptx.sender
-                + ptx.raw}
+                + ptx.wire}
         self.db.write_many(puts, [POOL_PREFIX + replaced.hash] if replaced else [])
         for listener in self.pending_listeners:
             listener(ptx.hash)
@@ -271,7 +285,8 @@ class Node:
             )
         reader = self.reader()
         base_fee = self.next_base_fee()
-        chosen = self.pool.select(reader, base_fee=base_fee, gas_limit=self.config.gas_limit)
+        chosen = self.pool.select(reader, base_fee=base_fee, gas_limit=self.config.gas_limit,
+                                  blob_base_fee=self.next_blob_base_fee())
         ts = timestamp if timestamp is not None else self.next_timestamp()
         txs: list[SignedTransactionAPI] = [p.tx for p in chosen]
         override = self.meta.state_override
@@ -291,6 +306,7 @@ class Node:
         self.meta.next_timestamp = None
         self.meta.state_override = None
         self._reader = None
+        self._store_sidecars(mined.block, chosen)
         self._forget(chosen, mined_block=True)
         self._save_meta()
         self.pool.prune(self.reader(), {p.sender for p in chosen})
@@ -313,7 +329,8 @@ class Node:
         chosen = []
         if parent is None or parent.hash == self.head.hash:
             chosen = self.pool.select(self.reader(), base_fee=self.next_base_fee(),
-                                      gas_limit=self.config.gas_limit)
+                                      gas_limit=self.config.gas_limit,
+                                      blob_base_fee=blobs.get_next_blob_base_fee(parent or self.head))
         txs: list[SignedTransactionAPI] = [p.tx for p in chosen]
         parent = parent or self.head
         try:
@@ -384,6 +401,8 @@ class Node:
             log.info("reorg: %d block(s) replaced by %d, new head #%d", len(removed), len(added),
                      self.head.block_number)
         included = {bytes(tx.hash) for b in added for tx in b.transactions}
+        for block in added:
+            self._store_sidecars(block, [p for p in map(self.pool.get, included) if p is not None])
         self._forget([p for p in map(self.pool.get, included) if p is not None])
         for block in removed:  # orphaned transactions go back to the pool
             for tx in block.transactions:
@@ -464,7 +483,7 @@ class Node:
                 self.db.write_many({}, [POOL_PREFIX + ptx.hash])
                 continue
             flag = b"\x01" if isinstance(ptx.tx, ImpersonatedTransaction) else b"\x00"
-            self.db.write_many({POOL_PREFIX + ptx.hash: flag + ptx.sender + ptx.raw},
+            self.db.write_many({POOL_PREFIX + ptx.hash: flag + ptx.sender + ptx.wire},
                                [POOL_PREFIX + replaced.hash] if replaced else [])
             if replaced is not None:
                 kept = [p for p in kept if p.hash != replaced.hash]
@@ -477,7 +496,7 @@ class Node:
         self._next_snapshot_id += 1
         self.snapshots[sid] = Snapshot(
             block_number=self.head.block_number,
-            pool_raw=[p.raw for p in self.pool.all() if not isinstance(p.tx, ImpersonatedTransaction)],
+            pool_raw=[p.wire for p in self.pool.all() if not isinstance(p.tx, ImpersonatedTransaction)],
             time_offset=self.meta.time_offset,
             state_override=self.meta.state_override,
         )
@@ -575,5 +594,6 @@ def _spoofed(ptx: PooledTransaction, sender: bytes) -> PooledTransaction:
     return PooledTransaction(
         tx=ImpersonatedTransaction(ptx.tx, sender),  # type: ignore[arg-type]
         raw=ptx.raw, hash=ptx.hash, sender=sender, nonce=ptx.nonce, gas=ptx.gas,
-        max_fee=ptx.max_fee, max_priority_fee=ptx.max_priority_fee,
+        max_fee=ptx.max_fee, max_priority_fee=ptx.max_priority_fee, sidecar=ptx.sidecar,
+        network_raw=ptx.network_raw,
     )

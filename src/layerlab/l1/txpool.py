@@ -29,6 +29,7 @@ from eth_utils.exceptions import ValidationError
 
 from layerlab.crypto.secp256k1 import BadSignature, compute_typed_signing_payload, recover_address
 from layerlab.errors import InvalidTransaction
+from layerlab.l1 import blobs
 
 MAX_TX_SIZE = 128 * 1024
 """Largest encoded transaction accepted (geth's txMaxSize, 4 slots of 32 KiB)."""
@@ -58,10 +59,29 @@ class PooledTransaction:
     gas: int
     max_fee: int
     max_priority_fee: int
+    sidecar: blobs.BlobSidecar | None = None
+    """The blobs of a type-3 transaction received in network form (EIP-4844)."""
+    network_raw: bytes = b""
+
+    @property
+    def wire(self) -> bytes:
+        """The encoding received: with the blob sidecar, if any (what the pool stores)."""
+        return self.network_raw or self.raw
+
+    @property
+    def blob_gas(self) -> int:
+        return blobs.get_blob_gas(self.tx) if self.sidecar is not None else 0
+
+    @property
+    def max_fee_per_blob_gas(self) -> int:
+        return int(self.tx.max_fee_per_blob_gas) if self.sidecar is not None else 0
 
     @property
     def max_cost(self) -> int:
-        return int(self.tx.value) + self.gas * self.max_fee
+        cost = int(self.tx.value) + self.gas * self.max_fee
+        if self.sidecar is None:
+            return cost
+        return cost + self.blob_gas * self.max_fee_per_blob_gas
 
     def effective_tip(self, base_fee: int) -> int:
         """The miner's tip per gas at ``base_fee`` (EIP-1559)."""
@@ -135,6 +155,10 @@ class TxPool:
     # -- admission -----------------------------------------------------------------------
     def decode(self, raw: bytes) -> PooledTransaction:
         """Decode and check everything that does not depend on chain state."""
+        network_raw, sidecar = b"", None
+        if blobs.is_network_form(raw):  # EIP-4844: the sidecar is checked, kept, not mined
+            split = blobs.decode_network_form(raw)
+            network_raw, raw, sidecar = raw, split.tx_raw, split.sidecar
         if len(raw) > MAX_TX_SIZE:
             raise InvalidTransaction(
                 "oversized", f"oversized data: transaction size {len(raw)}, limit {MAX_TX_SIZE}"
@@ -151,7 +175,7 @@ class TxPool:
                 TypeError, IndexError, KeyError) as exc:
             raise InvalidTransaction("malformed", f"rlp: cannot decode transaction: {exc}") from exc
         type_id = getattr(tx, "type_id", None)
-        if type_id == 3:
+        if type_id == 3 and sidecar is None:
             raise InvalidTransaction(
                 "unsupported-type", "blob transactions must be sent in network form with sidecars"
             )
@@ -179,11 +203,16 @@ class TxPool:
             tx.validate()
         except ValidationError as exc:
             raise InvalidTransaction("invalid", f"invalid transaction: {exc}") from exc
+        if sidecar is not None:
+            if type_id != 3:
+                raise InvalidTransaction("unexpected-sidecar", "unexpected blob sidecar")
+            blobs.validate_sidecar(tx.blob_versioned_hashes, sidecar)
         # strict RLP decoding accepts only the canonical encoding, so the transaction hash
         # is the hash of the bytes received (py-evm's ``tx.hash`` would re-encode them)
         return PooledTransaction(
             tx=tx, raw=raw, hash=bytes(keccak(raw)), sender=sender, nonce=int(tx.nonce),
-            gas=int(tx.gas), max_fee=max_fee, max_priority_fee=tip,
+            gas=int(tx.gas), max_fee=max_fee, max_priority_fee=tip, sidecar=sidecar,
+            network_raw=network_raw,
         )
 
     def add(
@@ -194,6 +223,7 @@ class TxPool:
         base_fee: int,
         block_gas_limit: int,
         restoring: bool = False,
+        blob_base_fee: int = 0,
     ) -> PooledTransaction | None:
         """Admit ``ptx`` against the head state; return the transaction it replaced, if any.
 
@@ -216,6 +246,12 @@ class TxPool:
                 "fee-cap-too-low",
                 f"max fee per gas less than block base fee: address {sender}, "
                 f"maxFeePerGas: {ptx.max_fee}, baseFee: {base_fee}",
+            )
+        if ptx.blob_gas and ptx.max_fee_per_blob_gas < blob_base_fee and not restoring:
+            raise InvalidTransaction(
+                "blob-fee-cap-too-low",
+                f"max fee per blob gas less than block blob gas fee: address {sender} "
+                f"blobGasFeeCap: {ptx.max_fee_per_blob_gas}, blobBaseFee: {blob_base_fee}",
             )
         state_nonce = state.get_nonce(ptx.sender)
         if ptx.nonce < state_nonce:
@@ -286,12 +322,14 @@ class TxPool:
         return ready
 
     def select(
-        self, state: AccountReader, *, base_fee: int, gas_limit: int, max_count: int | None = None
+        self, state: AccountReader, *, base_fee: int, gas_limit: int, max_count: int | None = None,
+        blob_base_fee: int = 0, blob_gas_limit: int = blobs.CANCUN.max_blob_gas,
     ) -> list[PooledTransaction]:
         """Pick a block's transactions: highest tip first, nonce order within a sender.
 
-        Transactions whose fee cap is below ``base_fee`` wait (they stay in the pool);
-        the sum of gas limits stays within ``gas_limit``.
+        Transactions whose fee cap is below ``base_fee`` (or blob fee cap below
+        ``blob_base_fee``) wait (they stay in the pool); the sum of gas limits stays within
+        ``gas_limit`` and the blob gas within ``blob_gas_limit`` (EIP-4844).
         """
         heads: list[tuple[int, int, bytes]] = []
         runs = self.pending(state)
@@ -303,14 +341,19 @@ class TxPool:
         order = {sender: seq for seq, sender in enumerate(runs)}
         chosen: list[PooledTransaction] = []
         gas_left = gas_limit
+        blob_gas_left = blob_gas_limit
         while heads and (max_count is None or len(chosen) < max_count):
             _, _, sender = heapq.heappop(heads)
             run = runs[sender]
             ptx = run[cursor[sender]]
             if ptx.gas > gas_left:
                 continue  # this sender's next tx does not fit; its later ones cannot go first
+            if ptx.blob_gas and (ptx.blob_gas > blob_gas_left
+                                 or ptx.max_fee_per_blob_gas < blob_base_fee):
+                continue
             chosen.append(ptx)
             gas_left -= ptx.gas
+            blob_gas_left -= ptx.blob_gas
             cursor[sender] += 1
             if cursor[sender] < len(run):
                 nxt = run[cursor[sender]]

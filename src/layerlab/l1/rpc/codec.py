@@ -16,6 +16,7 @@ from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI
 from eth_utils.address import to_checksum_address
 
 from layerlab.errors import LayerlabError
+from layerlab.l1 import blobs
 from layerlab.l1.txpool import get_fee_caps
 
 
@@ -208,6 +209,9 @@ def format_transaction(
         out["gasPrice"] = hex_int(min(max_fee, base + tip) if base is not None else max_fee)
     else:
         out["gasPrice"] = hex_int(max_fee)
+    if type_id == blobs.BLOB_TX_TYPE:
+        out["maxFeePerBlobGas"] = hex_int(tx.max_fee_per_blob_gas)
+        out["blobVersionedHashes"] = [hex_data(h) for h in tx.blob_versioned_hashes]
     return out
 
 
@@ -280,5 +284,8 @@ def format_receipts(
             "type": hex_int(getattr(tx, "type_id", None) or 0),
             "status": "0x1" if receipt.state_root == b"\x01" else "0x0",
         })
+        if getattr(tx, "type_id", None) == blobs.BLOB_TX_TYPE:  # EIP-4844 receipt fields
+            out[-1]["blobGasUsed"] = hex_int(blobs.get_blob_gas(tx))
+            out[-1]["blobGasPrice"] = hex_int(blobs.compute_blob_base_fee(header.excess_blob_gas))
         prev_cumulative = receipt.gas_used
     return out

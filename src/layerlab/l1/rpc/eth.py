@@ -42,6 +42,7 @@ from layerlab.l1.blobs import compute_blob_base_fee
 from layerlab.l1.chain.evm import MinedBlock
 from layerlab.l1.node import MiningMode, Node
 from layerlab.l1.rpc import codec, trace
+from layerlab.l1.rpc.blobapi import blob_fee_history
 from layerlab.l1.rpc.codec import (
     InvalidParams,
     hex_data,
@@ -348,8 +349,7 @@ class EthApi(Namespace):
             "oldestBlock": hex_int(first),
             "baseFeePerGas": base_fees,
             "gasUsedRatio": ratios,
-            "baseFeePerBlobGas": ["0x1"] * len(base_fees),
-            "blobGasUsedRatio": [0.0] * len(ratios),
+            **blob_fee_history(self.node.chain, first, last),
         }
         if pct:
             out["reward"] = rewards

@@ -26,7 +26,7 @@ from aiohttp import WSMsgType, web
 from layerlab.errors import ExecutionReverted, LayerlabError
 from layerlab.l1.chain.evm import MinedBlock
 from layerlab.l1.node import MiningMode
-from layerlab.l1.rpc import codec
+from layerlab.l1.rpc import blobapi, codec
 from layerlab.l1.rpc.codec import InvalidParams, hex_data
 from layerlab.l1.rpc.common import block_logs, parse_log_filter
 from layerlab.l1.rpc.methods import RpcApi
@@ -87,6 +87,7 @@ class RpcServer:
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body + 1)
         app.router.add_route("*", "/", self.handle)
+        blobapi.add_routes(app, self.api.namespaces[0])
         return app
 
     async def start(self) -> None:
