@@ -776,14 +776,19 @@ def explorer(
     l1: Annotated[str, typer.Option(help="JSON-RPC URL of the L1.")] = "http://127.0.0.1:8545",
     channels: Annotated[str | None, typer.Option(help="PaymentChannels contract address.")] = None,
     rollup: Annotated[str | None, typer.Option(help="OptimisticRollup contract address.")] = None,
+    plasma: Annotated[str | None, typer.Option(help="PlasmaChain contract address.")] = None,
+    zk: Annotated[str | None, typer.Option(help="ZkRollup contract address.")] = None,
     port: Annotated[int, typer.Option(help="Port of the page (127.0.0.1).")] = 8080,
 ) -> None:
-    """Serve a live page of L1 blocks, finality, validators, channels and rollup batches."""
+    """Serve a live page of L1 blocks, finality, validators, channels, rollup batches
+    (challenge clocks, ZK proofs) and Plasma exits."""
     from layerlab.web.explorer import Watched, run_explorer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     watched = [Watched("PaymentChannels", channels)] if channels else []
     watched += [Watched("OptimisticRollup", rollup)] if rollup else []
+    watched += [Watched("PlasmaChain", plasma)] if plasma else []
+    watched += [Watched("ZkRollup", zk)] if zk else []
     console.print(f"explorer: http://127.0.0.1:{port}/ (L1 {l1})")
     run_explorer(l1, watched, port)
 

@@ -1,5 +1,7 @@
 """The explorer against a real node: blocks, a rollup batch and its challenge clock, a
-system that is down; and the page in chromium seeing a new block and a new batch arrive.
+Plasma exit with its exit clock from start to payout, a system that is down; and the page
+in chromium seeing a new block, a new batch and a new Plasma exit arrive. (The ZK rollup's
+verified batches are checked in test_zk_rollup_contract.py, where a proof is made anyway.)
 
 As in test_compare.py, the browser test is skipped without chromium unless
 ``LAYERLAB_REQUIRE_BROWSER`` is set (CI), where it fails instead.
@@ -21,6 +23,15 @@ from web3.contract import Contract
 
 from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
+from layerlab.l2.plasma.onchain import MINIMAL, PlasmaContract, deploy_plasma
+from layerlab.l2.plasma.types import (
+    ETH,
+    Output,
+    Transaction,
+    compute_block_root,
+    encode_position,
+    prove_inclusion,
+)
 from layerlab.orchestration import free_port, rpc_call
 from layerlab.web.explorer import Explorer, Watched
 from tests.nodeproc import NodeProcess
@@ -28,7 +39,7 @@ from tests.nodeproc import NodeProcess
 pytestmark = pytest.mark.slow
 
 DEV = derive_dev_accounts()
-DEPLOYER, SEQUENCER = DEV[0], DEV[1]
+DEPLOYER, SEQUENCER, OPERATOR, ALICE, BOB = DEV[0], DEV[1], DEV[2], DEV[3], DEV[4]
 WINDOW = 600
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -41,6 +52,24 @@ def rollup(node: NodeProcess, w3: Web3) -> Contract:
     tx = contract.functions.bond().transact({"from": SEQUENCER.address, "value": 10**18})
     w3.eth.wait_for_transaction_receipt(tx)
     return contract
+
+
+@pytest.fixture(scope="module")
+def plasma(node: NodeProcess, w3: Web3) -> PlasmaContract:
+    return deploy_plasma(w3, DEPLOYER.address, OPERATOR.address, MINIMAL)
+
+
+def start_plasma_exit(plasma: PlasmaContract, amount: int) -> int:
+    """Alice deposits ``amount`` and pays it to Bob in a committed child block; Bob starts
+    the standard exit of that output. Returns the exit id (the output's position)."""
+    _receipt, dep_blknum = plasma.deposit(ALICE.private_key, amount)
+    tx = Transaction((encode_position(dep_blknum, 0, 0),),
+                     (Output(BOB.address_bytes, ETH, amount),))
+    _receipt, blknum = plasma.submit_block(OPERATOR.private_key, compute_block_root([tx.tx_hash]))
+    pos = encode_position(blknum, 0, 0)
+    _receipt, exit_id = plasma.start_standard_exit(BOB.private_key, pos, tx,
+                                                   prove_inclusion([tx.tx_hash], 0))
+    return exit_id
 
 
 def post_batch(w3: Web3, contract: Contract, n: int) -> None:
@@ -69,6 +98,29 @@ def test_explorer_follows_blocks_and_batches(node: NodeProcess, w3: Web3, rollup
     assert not explorer.poll_once()  # nothing new: nothing changed
 
 
+def test_explorer_follows_plasma_blocks_and_an_exit_to_its_payout(
+        node: NodeProcess, w3: Web3, plasma: PlasmaContract) -> None:
+    explorer = Explorer(node.url, [Watched("PlasmaChain", plasma.address)])
+    explorer.poll_once()
+    exit_id = start_plasma_exit(plasma, 10**17)
+    assert explorer.poll_once()
+    view = explorer.view.to_json()
+    kinds = {b["number"]: b["deposit"] for b in view["plasma_blocks"]}
+    assert True in kinds.values() and False in kinds.values()  # a deposit and an operator block
+    [row] = [e for e in view["exits"] if e["id"] == exit_id]
+    exitable_at = plasma.exit(exit_id).exitable_at
+    assert row["owner"] == BOB.address and row["amount"] == str(10**17)
+    assert row["state"] == "exiting" and row["exitable_at"] == exitable_at
+    assert row["seconds_left"] == exitable_at - view["blocks"][0]["timestamp"] > 0
+    # past its clock, anyone processes the queue and Bob is paid
+    rpc_call(node.url, "evm_mine", [exitable_at + 1])
+    plasma.process_exits(ALICE.private_key, ETH, 10)
+    assert explorer.poll_once()
+    [row] = [e for e in explorer.view.to_json()["exits"] if e["id"] == exit_id]
+    assert row["state"] == "paid" and row["seconds_left"] == 0
+    assert explorer.view.to_json()["events"][0]["system"] == "PlasmaChain"
+
+
 def test_a_system_that_is_down_is_shown_as_down() -> None:
     explorer = Explorer(f"http://127.0.0.1:{free_port()}")
     explorer.poll_once()
@@ -77,11 +129,12 @@ def test_a_system_that_is_down_is_shown_as_down() -> None:
 
 
 @pytest.fixture()
-def explorer_process(node: NodeProcess, rollup: Contract) -> Iterator[str]:
+def explorer_process(node: NodeProcess, rollup: Contract,
+                     plasma: PlasmaContract) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "layerlab.cli", "explorer", "--l1", node.url,
-         "--rollup", rollup.address, "--port", str(port)],
+         "--rollup", rollup.address, "--plasma", plasma.address, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,8 +157,9 @@ def _text(page: Any, selector: str) -> str:
     return str(page.locator(selector).first.inner_text())
 
 
-def test_page_shows_a_new_block_and_a_new_batch(node: NodeProcess, w3: Web3, rollup: Contract,
-                                                explorer_process: str, tmp_path: Any) -> None:
+def test_page_shows_a_new_block_a_new_batch_and_an_exit(
+        node: NodeProcess, w3: Web3, rollup: Contract, plasma: PlasmaContract,
+        explorer_process: str, tmp_path: Any) -> None:
     if CHROMIUM is None:
         if os.environ.get("LAYERLAB_REQUIRE_BROWSER"):
             pytest.fail("chromium is not installed (apt-get install chromium)")
@@ -132,6 +186,12 @@ def test_page_shows_a_new_block_and_a_new_batch(node: NodeProcess, w3: Web3, rol
                 f".some(td => td.textContent === '{batches}')", timeout=20_000)
             row = page.locator("#batches tbody tr").first.inner_text()
             assert "s left" in row
+            exit_id = start_plasma_exit(plasma, 2 * 10**17)
+            page.wait_for_function(
+                f"[...document.querySelectorAll('#exits tbody tr td:first-child')]"
+                f".some(td => td.textContent === '{exit_id}')", timeout=20_000)
+            row = page.locator("#exits tbody tr").first.inner_text()
+            assert "exiting" in row and "s left" in row and str(2 * 10**17) in row
             page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
         finally:
             browser.close()

@@ -26,6 +26,7 @@ from layerlab.l2.zk.state import (
     sign_transfer,
     sign_withdrawal,
 )
+from layerlab.web.explorer import Explorer, Watched
 from tests.nodeproc import NodeProcess
 
 pytestmark = pytest.mark.slow
@@ -110,3 +111,15 @@ def test_batches_are_accepted_only_with_their_proof(rollup: ZkRollupContract, w3
           f"2 transfers, a withdrawal paid); calldata {full.calldata_bytes} B; "
           f"prove {proof2.prove_seconds:.1f} s + witness {proof2.witness_seconds:.1f} s")
     assert full.gas_used < 400_000
+
+    # the explorer shows both verified batches, read from the chain alone: roots from the
+    # event, the proof from the submitBatch calldata, the verification gas from the receipt
+    explorer = Explorer(str(w3.provider.endpoint_uri), [Watched("ZkRollup", rollup.l1.address)])
+    assert explorer.poll_once()
+    shown = {b["index"]: b for b in explorer.view.to_json()["zk_batches"]}
+    assert sorted(shown) == [0, 1]
+    assert shown[1]["new_root"] == hex(second.new_root) and shown[1]["deposits"] == 1
+    assert shown[1]["old_root"] == hex(first.new_root)
+    assert shown[1]["gas_used"] == full.gas_used and shown[1]["data_bytes"] == len(second.data)
+    assert [int(w, 16) for w in shown[1]["proof"]] == [
+        int.from_bytes(proof2.proof[i:i + 32]) for i in range(0, 256, 32)]

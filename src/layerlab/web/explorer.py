@@ -4,8 +4,11 @@ The explorer reads only what any client can: the L1's JSON-RPC (blocks, transact
 ``layerlab_status`` for finality and consensus when the node offers it,
 ``layerlab_validators`` under PoS) and the logs of the contracts it is told about
 (``PaymentChannels``: the channel graph with deposits and closes; ``OptimisticRollup``:
-batches with their challenge clocks, disputes, withdrawals). It never reads a service's
-private state.
+batches with their challenge clocks, disputes, withdrawals; ``PlasmaChain``: committed
+child blocks and exits with their exit clocks, challenges and payouts; ``ZkRollup``:
+batches with their Groth16 proof, the verification's L1 gas and the roots it moved). It
+never reads a service's private state: an exit's ``exitableAt`` comes from the contract's
+public ``exits`` view, a ZK batch's proof from its L1 transaction's calldata.
 
 A poller follows the chain (every ``poll_seconds``, at most ``MAX_BLOCKS_PER_POLL`` new
 blocks and ``MAX_LOG_RANGE`` blocks of logs per round) in a worker thread, since web3's
@@ -29,6 +32,7 @@ from typing import Any, Final
 from aiohttp import WSMsgType, web
 from eth_utils.crypto import keccak
 from web3 import Web3
+from web3.contract import Contract
 from web3.exceptions import Web3Exception
 
 from layerlab.contracts import load_artifact
@@ -62,6 +66,9 @@ class View:
     validators: list[dict[str, Any]] | None = None
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches: dict[int, dict[str, Any]] = field(default_factory=dict)
+    plasma_blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    exits: dict[int, dict[str, Any]] = field(default_factory=dict)
+    zk_batches: dict[int, dict[str, Any]] = field(default_factory=dict)
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=KEPT_EVENTS))
     challenge_window: int | None = None
 
@@ -76,9 +83,20 @@ class View:
                 b["final_at"] = b["submitted_at"] + self.challenge_window
                 b["seconds_left"] = max(0, b["final_at"] - now)
             batches.append({"index": index, **b})
+        exits = []
+        for exit_id, e in sorted(self.exits.items(), reverse=True)[:20]:
+            e = dict(e)
+            if e.get("exitable_at") is not None:
+                e["seconds_left"] = max(0, e["exitable_at"] - now)
+            exits.append({"id": exit_id, **e})
         return {"l1": self.l1, "blocks": list(self.blocks)[::-1], "status": self.status,
                 "validators": self.validators, "channels": list(self.channels.values()),
-                "batches": batches, "events": list(self.events)[::-1]}
+                "batches": batches, "exits": exits,
+                "plasma_blocks": [{"number": n, **b} for n, b in
+                                  sorted(self.plasma_blocks.items(), reverse=True)[:20]],
+                "zk_batches": [{"index": n, **b} for n, b in
+                               sorted(self.zk_batches.items(), reverse=True)[:20]],
+                "events": list(self.events)[::-1]}
 
 
 def _plain(value: Any) -> Any:
@@ -105,8 +123,8 @@ class Explorer:
         self.view = View()
         self.next_block: int | None = None
         self.log_cursor: int = 0
-        self.contracts = {}
-        self.topics: dict[bytes, tuple[Any, str]] = {}
+        self.contracts: dict[str, Contract] = {}
+        self.topics: dict[bytes, tuple[str, Contract, str]] = {}
         for item in watched or []:
             artifact = load_artifact(item.kind)
             contract = self.w3.eth.contract(address=Web3.to_checksum_address(item.address),
@@ -115,7 +133,7 @@ class Explorer:
             for entry in artifact.abi:
                 if entry["type"] == "event":
                     sig = f"{entry['name']}({','.join(i['type'] for i in entry['inputs'])})"
-                    self.topics[keccak(text=sig)] = (contract, entry["name"])
+                    self.topics[keccak(text=sig)] = (item.kind, contract, entry["name"])
 
     # -- one round ---------------------------------------------------------------------
     def poll_once(self) -> bool:
@@ -178,14 +196,26 @@ class Explorer:
             found = self.topics.get(bytes(entry["topics"][0])) if entry["topics"] else None
             if found is None:
                 continue
-            contract, name = found
+            kind, contract, name = found
             event = contract.events[name]().process_log(entry)
-            self._apply(name, _plain(dict(event["args"])), int(entry["blockNumber"]))
+            self._apply(kind, name, _plain(dict(event["args"])), int(entry["blockNumber"]),
+                        _plain(entry["transactionHash"]))
         return bool(logs)
 
-    def _apply(self, name: str, args: dict[str, Any], block: int) -> None:
-        self.view.events.append({"name": name, "block": block, "args": args})
-        channels, batches = self.view.channels, self.view.batches
+    def _apply(self, kind: str, name: str, args: dict[str, Any], block: int,
+               tx_hash: str) -> None:
+        self.view.events.append({"system": kind, "name": name, "block": block, "args": args})
+        if kind == "PaymentChannels":
+            self._apply_channel(name, args)
+        elif kind == "OptimisticRollup":
+            self._apply_rollup(name, args, block)
+        elif kind == "PlasmaChain":
+            self._apply_plasma(name, args, block)
+        elif kind == "ZkRollup" and name == "BatchVerified":
+            self._apply_zk_batch(args, block, tx_hash)
+
+    def _apply_channel(self, name: str, args: dict[str, Any]) -> None:
+        channels = self.view.channels
         if name == "ChannelOpened":
             channels[args["channelId"]] = {
                 "id": args["channelId"], "a": args["participantA"], "b": args["participantB"],
@@ -197,7 +227,10 @@ class Explorer:
             channels[args["channelId"]]["state"] = {
                 "ChannelClosed": "closing", "CooperativelyClosed": "closed",
                 "ChannelSettled": "settled"}[name]
-        elif name == "BatchSubmitted":
+
+    def _apply_rollup(self, name: str, args: dict[str, Any], block: int) -> None:
+        batches = self.view.batches
+        if name == "BatchSubmitted":
             stamp = int(self.w3.eth.get_block(block)["timestamp"])
             batches[int(args["batchIndex"])] = {
                 "state_root": args["stateRoot"], "steps": int(args["stepCount"]),
@@ -210,6 +243,50 @@ class Explorer:
             for index in range(start, start + int(args["count"])):
                 if index in batches:
                     batches[index]["removed"] = True
+
+    def _apply_plasma(self, name: str, args: dict[str, Any], block: int) -> None:
+        """Child blocks, and exits on their way out: the priority queue's ``exitableAt``
+        (OMG's exitable timestamp) read once from the public ``exits`` view."""
+        exits = self.view.exits
+        if name == "BlockSubmitted":
+            self.view.plasma_blocks[int(args["blknum"])] = {"root": args["root"], "block": block,
+                                                            "deposit": False}
+        elif name == "DepositCreated":
+            self.view.plasma_blocks[int(args["blknum"])] = {
+                "root": None, "block": block, "deposit": True, "owner": args["owner"],
+                "amount": str(args["amount"])}
+        elif name == "ExitStarted":
+            exit_id = int(args["exitId"])
+            record = self.contracts["PlasmaChain"].functions.exits(exit_id).call()
+            exits[exit_id] = {"kind": "standard", "owner": args["owner"],
+                              "amount": str(args["amount"]), "token": args["token"],
+                              "utxo_pos": int(args["utxoPos"]), "started_block": block,
+                              "exitable_at": int(record[1]) or None, "state": "exiting"}
+        elif name == "InFlightExitStarted":
+            exits[int(args["exitId"])] = {"kind": "in-flight", "owner": args["starter"],
+                                          "amount": None, "token": None, "utxo_pos": None,
+                                          "started_block": block, "exitable_at": None,
+                                          "state": "exiting"}
+        elif name in ("ExitChallenged", "InFlightExitChallenged") \
+                and int(args["exitId"]) in exits:
+            exits[int(args["exitId"])]["state"] = "challenged"
+        elif name == "ExitFinalized" and int(args["exitId"]) in exits:
+            exits[int(args["exitId"])]["state"] = "paid" if args["paid"] else "processed, not paid"
+        elif name == "InFlightExitFinalized" and int(args["exitId"]) in exits:
+            exits[int(args["exitId"])]["state"] = (
+                "finalized (canonical)" if args["canonical"] else "finalized (not canonical)")
+
+    def _apply_zk_batch(self, args: dict[str, Any], block: int, tx_hash: str) -> None:
+        """A verified ZK batch: the proof and data from its ``submitBatch`` calldata, the
+        verification's cost from its receipt (what any client of the L1 can read)."""
+        tx = self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        _fn, params = self.contracts["ZkRollup"].decode_function_input(tx["input"])
+        self.view.zk_batches[int(args["batch"])] = {
+            "old_root": hex(int(args["oldRoot"])), "new_root": hex(int(args["newRoot"])),
+            "deposits": int(args["depositsConsumed"]), "block": block, "tx": tx_hash,
+            "gas_used": int(receipt["gasUsed"]), "data_bytes": len(params["data"]),
+            "proof": [hex(int(w)) for w in params["proof"]], "status": "verified (Groth16)"}
 
 
 # -- the server -------------------------------------------------------------------------
@@ -240,7 +317,7 @@ def build_app(explorer: Explorer, poll_seconds: float = 0.5) -> web.Application:
         async def loop() -> None:
             while True:
                 changed = await asyncio.to_thread(explorer.poll_once)
-                if changed or explorer.view.batches:  # challenge clocks tick
+                if changed or explorer.view.batches or explorer.view.exits:  # clocks tick
                     text = json.dumps(explorer.view.to_json())
                     for ws in list(clients):
                         with contextlib.suppress(ConnectionResetError, RuntimeError):
