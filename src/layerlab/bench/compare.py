@@ -13,7 +13,11 @@ before the next starts so that none steals the others' cores:
 * **Payment channels**: four channel-node processes on the devnet
   (:mod:`layerlab.bench.channels`): direct micropayments and 3-hop HTLC payments; L1 gas
   is the open and close over the channel's payments.
-* Plasma and the rollups show as not available until they are built.
+* **Plasma, the optimistic rollup, the ZK rollup**: their contracts on a devnet node
+  process and their operators' machines (:mod:`layerlab.bench.plasma`,
+  :mod:`layerlab.bench.rollup`, :mod:`layerlab.bench.zk`); L1 gas and bytes come from the
+  block, batch and proof transactions' receipts.
+* A system that is not built yet (the sharded L1) shows as not available, with its issue.
 
 Every figure comes from receipts, blocks, and the services' own answers; see
 :mod:`layerlab.bench.compare_model` for the definitions.
