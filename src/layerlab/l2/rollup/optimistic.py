@@ -263,6 +263,10 @@ class RollupContract:
     def choose(self, key: bytes, dispute_id: int, agree: bool) -> TxReceipt:
         return self.l1.transact(key, "choose", self.fn.choose(dispute_id, agree))
 
+    def timeout(self, key: bytes, dispute_id: int) -> TxReceipt:
+        """End a dispute whose mover let its deadline pass: that party loses."""
+        return self.l1.transact(key, "timeout", self.fn.timeout(dispute_id))
+
     def prove_step(self, key: bytes, dispute_id: int, executed: ExecutedBatch,
                    index: int) -> TxReceipt:
         w = executed.witness(index)
