@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from layerlab.errors import LayerlabError
+
+if TYPE_CHECKING:
+    from layerlab.l2.rollup.optimistic import RollupContract
 
 app = typer.Typer(help="layerlab: Layer 1 and Layer 2 blockchains, run for real and compared.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -679,19 +682,137 @@ def rollup_send(
     console.print(f"accepted as step {reply['seq']}; L2 root {reply['root']}")
 
 
+@rollup_app.command("withdraw")
+def rollup_withdraw(
+    account: Annotated[int, typer.Option(help="Dev account index of the L2 sender.")],
+    amount: Annotated[int, typer.Option(help="Amount to withdraw (wei, or token units).")],
+    to: Annotated[str | None, typer.Option(help="L1 recipient (default: the sender).")] = None,
+    token: Annotated[int, typer.Option(help="L2 token id (0 is ETH).")] = 0,
+    wait: Annotated[bool, typer.Option(help="Wait for the batch and the window, then claim.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 900.0,
+    directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR,
+) -> None:
+    """Withdraw to L1: sign an L2 withdrawal; paid on L1 once its batch is final (claim)."""
+    import time
+
+    from web3 import Web3
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.rollup.machine import RollupError
+    from layerlab.l2.rollup.network import load
+    from layerlab.l2.rollup.optimistic import RollupContract
+    from layerlab.l2.rollup.txs import Withdraw, sign_tx
+    from layerlab.orchestration import rpc_call
+
+    desc = load(directory)
+    who = derive_dev_accounts(count=account + 1)[account]
+    rollup = RollupContract.at(Web3(Web3.HTTPProvider(desc["l1_url"])), desc["contract"])
+    seq = desc["sequencer_url"]
+    nonce = int(rpc_call(seq, "rollup_getAccount", [who.address])["nonce"])
+    recipient = bytes.fromhex((to or who.address).removeprefix("0x"))
+    tx = Withdraw(nonce=nonce, token=token, amount=amount, recipient=recipient)
+    reply = rpc_call(seq, "rollup_sendTransaction",
+                     ["0x" + sign_tx(tx, who.private_key, rollup.domain).encode().hex()])
+    receipt = rpc_call(seq, "rollup_getReceipt", [reply["txHash"]])
+    wid = receipt["withdrawalId"]
+    console.print(f"withdrawal {wid} accepted: tx {reply['txHash']}", highlight=False)
+    if not wait:
+        console.print(f"claim it on L1 once final: layerlab rollup claim --withdrawal {wid}",
+                      highlight=False)
+        return
+    deadline = time.monotonic() + timeout
+    announced = False
+    while receipt["status"] != "final":
+        if time.monotonic() > deadline:
+            raise RollupError("timeout", f"withdrawal {wid} is still {receipt['status']} "
+                                         f"after {timeout:g} s")
+        if receipt["status"] == "posted" and not announced:
+            batch = rpc_call(seq, "rollup_getBatch", [receipt["batchIndex"]])
+            console.print(f"in batch {batch['index']} (L1 tx {batch['l1TxHash']}); final at "
+                          f"L1 time {batch['challengeDeadline']}", highlight=False)
+            announced = True
+        time.sleep(0.5)
+        receipt = rpc_call(seq, "rollup_getReceipt", [reply["txHash"]])
+    _claim(desc, rollup, wid, who.private_key)
+
+
+@rollup_app.command("claim")
+def rollup_claim(
+    withdrawal: Annotated[int, typer.Option(help="The L2 withdrawal id.")],
+    account: Annotated[int, typer.Option(help="Dev account index that sends the L1 tx.")] = 0,
+    directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR,
+) -> None:
+    """Pay a final withdrawal on L1 (finalizeWithdrawal with the sequencer's proof)."""
+    from web3 import Web3
+
+    from layerlab.crypto.keys import derive_dev_accounts
+    from layerlab.l2.rollup.network import load
+    from layerlab.l2.rollup.optimistic import RollupContract
+
+    desc = load(directory)
+    key = derive_dev_accounts(count=account + 1)[account].private_key
+    rollup = RollupContract.at(Web3(Web3.HTTPProvider(desc["l1_url"])), desc["contract"])
+    _claim(desc, rollup, withdrawal, key)
+
+
+def _claim(desc: dict[str, object], rollup: RollupContract, wid: int, key: bytes) -> None:
+    from layerlab.l2.rollup.machine import RollupError
+    from layerlab.orchestration import rpc_call
+
+    proof = rpc_call(str(desc["sequencer_url"]), "rollup_getWithdrawalProof", [wid])
+    index = int(proof["batchIndex"])
+    if not rollup.is_final(index):
+        raise RollupError("not-final", f"withdrawal {wid} is in batch {index}, final at L1 "
+                                          f"time {rollup.final_at(index)} (if undisputed)")
+    receipt = rollup.pay_withdrawal(key, index, wid, bytes.fromhex(proof["recipient"][2:]),
+                                    bytes.fromhex(proof["token"][2:]), int(proof["amount"]),
+                                    bytes.fromhex(proof["proof"][2:]))
+    console.print(f"withdrawal {wid} paid on L1: {proof['amount']} to {proof['recipient']} in "
+                  f"tx 0x{bytes(receipt['transactionHash']).hex()}", highlight=False)
+
+
 @rollup_app.command("status")
 def rollup_status(
     directory: Annotated[Path, ROLLUP_DIR_OPT] = ROLLUP_DIR,
     account: Annotated[str | None, typer.Option(help="Also show this address's L2 account.")] = None,
+    batches: Annotated[int, typer.Option(help="How many recent batches to list.")] = 10,
 ) -> None:
-    """The sequencer's head, the verifier's view, and optionally one account."""
+    """Sequencer head, batches with their challenge clocks, disputes, one account."""
+    from rich.table import Table
+    from web3 import Web3
+
     from layerlab.l2.rollup.network import load
+    from layerlab.l2.rollup.optimistic import RollupContract
     from layerlab.orchestration import rpc_call
 
     desc = load(directory)
     s = rpc_call(desc["sequencer_url"], "rollup_status")
     console.print(f"sequencer: {s['steps']} steps, {s['pending']} pending, {s['batches']} "
                   f"batches, root {s['root']}", highlight=False)
+    w3 = Web3(Web3.HTTPProvider(desc["l1_url"]))
+    rollup = RollupContract.at(w3, desc["contract"])
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    count = rollup.batch_count()
+    table = Table("batch", "txs", "state root", "status", "challenge clock", "disputes",
+                  "L1 tx", title="batches")
+    for index in range(max(1, count - batches), count):
+        b = rpc_call(desc["sequencer_url"], "rollup_getBatch", [index])
+        left = int(b["challengeDeadline"]) - now
+        clock = f"{left} s left" if left > 0 else "window over"
+        table.add_row(str(index), str(b["txCount"]), b["stateRoot"][:18] + "...", b["status"],
+                      clock, str(b["openDisputes"]), str(b["l1TxHash"] or "-")[:18])
+    console.print(table)
+    turns = {0: "over", 1: "defender to bisect", 2: "challenger to choose", 3: "one-step proof"}
+    disputes = Table("dispute", "batch", "steps [lo, hi)", "turn", "move deadline",
+                     "challenger", title="disputes")
+    for dispute_id in range(rollup.dispute_count()):
+        d = rollup.dispute(dispute_id)
+        left = int(d["deadline"]) - now
+        disputes.add_row(str(dispute_id), str(d["batchIndex"]), f"[{d['lo']}, {d['hi']})",
+                         turns.get(int(d["turn"]), str(d["turn"])),
+                         "-" if int(d["turn"]) == 0 else f"{left} s left" if left > 0
+                         else "passed", d["challenger"])
+    console.print(disputes if disputes.row_count else "disputes: none")
     if "verifier_url" in desc:
         v = rpc_call(desc["verifier_url"], "verifier_status")
         console.print(f"verifier: {v['batches']} batches checked, root {v['root']}, disputes "
@@ -747,6 +868,12 @@ def rollup_verifier(
                                             contract_address=contract, port=port,
                                             start_block=start_block),
                              directory / "verifier.ready"))
+
+
+optimistic_app = typer.Typer(help="The optimistic rollup (the same commands as `rollup`).")
+for _info in rollup_app.registered_commands:
+    optimistic_app.registered_commands.append(_info)
+rollup_app.add_typer(optimistic_app, name="optimistic")
 
 
 @app.command()

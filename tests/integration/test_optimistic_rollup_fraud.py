@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from web3 import Web3
 
+from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.rollup.machine import ETH, RollupState, apply_step
 from layerlab.l2.rollup.optimistic import (
@@ -24,6 +25,7 @@ from layerlab.l2.rollup.optimistic import (
     ExecutedBatch,
     RollupContract,
     RollupTxError,
+    choose,
     deploy_rollup,
     execute_batch,
     play_challenger,
@@ -221,3 +223,88 @@ def test_mainnet_like_window_is_seven_days(node: NodeProcess, w3: Web3) -> None:
     before = w3.eth.get_balance(ALICE.address)
     rollup.finalize_withdrawal(BOB.private_key, index, honest, 0)
     assert w3.eth.get_balance(ALICE.address) == before + 2 * ETHER
+
+
+def test_a_silent_lying_defender_loses_its_batch_and_bond_by_timeout(
+        node: NodeProcess, w3: Web3, rollup: RollupContract) -> None:
+    """The sequencer posts a false root, answers the first bisection, then goes silent:
+    after the move timeout the challenger ends the dispute, the batch and the bond go, the
+    honest batch is posted from the last valid root, and Alice's withdrawal is paid."""
+    honest = RollupState()
+    _, index1 = first_batch(rollup, honest)
+    batch = bob_batch(rollup, honest)
+    lying = copy.deepcopy(honest)
+    lying_roots = [lying.root]
+    for i, step in enumerate(batch.steps):
+        apply_step(lying, step, rollup.domain)
+        if i == 0:
+            lying._set_balance(ETH, lying.index_of[addr(BOB)], 100 * ETHER)
+        lying_roots.append(lying.root)
+    rollup.submit_batch(SEQUENCER.private_key, batch, lying_roots[-1])
+    index2 = rollup.batch_count() - 1
+    verifier = execute_batch(copy.deepcopy(honest), batch, rollup.domain)
+    dispute = rollup.challenge(VERIFIER.private_key, index2, MINIMAL.challenger_bond)
+    d = rollup.dispute(dispute)
+    rollup.bisect(SEQUENCER.private_key, dispute, lying_roots[(d["lo"] + d["hi"]) // 2])
+    d = rollup.dispute(dispute)
+    rollup.choose(VERIFIER.private_key, dispute,
+                  choose(verifier, d["lo"], d["hi"], int.from_bytes(d["midRoot"], "big")))
+    assert int(rollup.dispute(dispute)["turn"]) == 1  # the defender's move, which never comes
+    with pytest.raises(RollupTxError) as err:
+        rollup.timeout(VERIFIER.private_key, dispute)
+    assert err.value.error_name == "DeadlineNotReached"
+    advance(node, w3, MINIMAL.move_timeout + 1)
+    before = w3.eth.get_balance(VERIFIER.address)
+    rollup.timeout(VERIFIER.private_key, dispute)
+    resolved = [e for e in rollup.events(0) if e.name == "DisputeResolved"]
+    assert (resolved[-1].args["winner"], resolved[-1].args["how"]) == (VERIFIER.address,
+                                                                       "defender timed out")
+    assert rollup.batch_count() == index2 and rollup.l1.call("bonds", SEQUENCER.address) == 0
+    # bond back plus half the slashed proposer bond, minus gas
+    assert w3.eth.get_balance(VERIFIER.address) > before + MINIMAL.challenger_bond \
+        + MINIMAL.proposer_bond // 2 - ETHER // 100
+
+    # the honest chain continues from batch index1 (after the sequencer bonds again)
+    rollup.bond(SEQUENCER.private_key, MINIMAL.proposer_bond)
+    rollup.submit_batch(SEQUENCER.private_key, batch, verifier.post_root)
+    assert rollup.state_root(index2) == verifier.post_root
+    advance(node, w3, MINIMAL.challenge_window + 1)
+    alice = w3.eth.get_balance(ALICE.address)
+    rollup.finalize_withdrawal(BOB.private_key, index1, honest, 0)
+    assert w3.eth.get_balance(ALICE.address) == alice + 2 * ETHER
+
+
+def test_an_erc20_deposit_and_withdrawal_end_to_end(node: NodeProcess, w3: Web3,
+                                                    rollup: RollupContract) -> None:
+    """An OpenZeppelin ERC-20 deposited on L1 becomes L2 token 1, moves on L2 and is paid
+    back on L1 by ``safeTransfer`` after the window, with the token's supply conserved."""
+    supply = 10**24
+    token = deploy(w3, load_artifact("LabToken"), "Lab Token", "LAB", supply,
+                   sender=DEPLOYER.address, private_key="0x" + DEPLOYER.private_key.hex())
+    for fn, who in ((token.functions.transfer(ALICE.address, supply), DEPLOYER),
+                    (token.functions.approve(rollup.l1.address, supply), ALICE)):
+        w3.eth.wait_for_transaction_receipt(fn.transact({"from": who.address}))
+    d = rollup.domain
+    state = RollupState()
+    steps = (
+        rollup.queued_step(rollup.deposit_erc20(ALICE.private_key, token.address, 700, ALICE.address)),
+        sign_tx(Transfer(nonce=0, token=1, to=addr(BOB), amount=300), ALICE.private_key,
+                d).encode(),
+        sign_tx(Withdraw(nonce=0, token=1, amount=250, recipient=addr(BOB)), BOB.private_key,
+                d).encode(),
+    )
+    executed = execute_batch(state, Batch(steps), d)
+    assert all(r.ok for r in executed.receipts), executed.receipts
+    rollup.submit_batch(SEQUENCER.private_key, executed.batch, executed.post_root)
+    index = rollup.batch_count() - 1
+    assert state.withdrawals[0] == (addr(BOB), bytes.fromhex(token.address[2:]), 250)
+    with pytest.raises(RollupTxError) as err:
+        rollup.finalize_withdrawal(BOB.private_key, index, state, 0)
+    assert err.value.error_name == "NotFinal"
+    advance(node, w3, MINIMAL.challenge_window + 1)
+    rollup.finalize_withdrawal(ALICE.private_key, index, state, 0)
+    balance = token.functions.balanceOf
+    assert balance(BOB.address).call() == 250
+    assert balance(rollup.l1.address).call() == 700 - 250 == state.total(1)
+    assert balance(ALICE.address).call() + balance(BOB.address).call() \
+        + balance(rollup.l1.address).call() == supply

@@ -194,6 +194,22 @@ class RollupContract:
     def state_root(self, index: int) -> int:
         return int.from_bytes(self.l1.call("getBatch", index)[0], "big")
 
+    def get_batch(self, index: int) -> dict[str, Any]:
+        """``getBatch(index)`` by field name (``UnknownBatch`` past the tip)."""
+        keys = ("stateRoot", "stepsRoot", "stepCount", "depositsUntil", "forcedUntil",
+                "submittedAt", "proposer", "openDisputes")
+        return dict(zip(keys, self.l1.call("getBatch", index), strict=True))
+
+    def final_at(self, index: int) -> int:
+        """The L1 timestamp from which batch ``index`` is final (if undisputed)."""
+        return int(self.l1.call("finalAt", index))
+
+    def is_final(self, index: int) -> bool:
+        return bool(self.l1.call("isFinal", index))
+
+    def dispute_count(self) -> int:
+        return int(self.l1.call("disputeCount"))
+
     def dispute(self, dispute_id: int) -> dict[str, Any]:
         d = self.l1.call("disputes", dispute_id)
         keys = ("batchIndex", "lo", "hi", "deadline", "turn", "challenger", "defender",
@@ -247,6 +263,10 @@ class RollupContract:
     def choose(self, key: bytes, dispute_id: int, agree: bool) -> TxReceipt:
         return self.l1.transact(key, "choose", self.fn.choose(dispute_id, agree))
 
+    def timeout(self, key: bytes, dispute_id: int) -> TxReceipt:
+        """End a dispute whose mover let its deadline pass: that party loses."""
+        return self.l1.transact(key, "timeout", self.fn.timeout(dispute_id))
+
     def prove_step(self, key: bytes, dispute_id: int, executed: ExecutedBatch,
                    index: int) -> TxReceipt:
         w = executed.witness(index)
@@ -257,10 +277,15 @@ class RollupContract:
     def finalize_withdrawal(self, key: bytes, batch_index: int, state: RollupState,
                             withdrawal_id: int) -> TxReceipt:
         recipient, l1_token, amount = state.withdrawals[withdrawal_id]
+        return self.pay_withdrawal(key, batch_index, withdrawal_id, recipient, l1_token, amount,
+                                   prove_withdrawal(state, withdrawal_id))
+
+    def pay_withdrawal(self, key: bytes, batch_index: int, withdrawal_id: int, recipient: bytes,
+                       l1_token: bytes, amount: int, proof: bytes) -> TxReceipt:
+        """``finalizeWithdrawal`` from its parts (what ``rollup_getWithdrawalProof`` gives)."""
         fn = self.fn.finalizeWithdrawal(batch_index, withdrawal_id,
                                         Web3.to_checksum_address(recipient),
-                                        Web3.to_checksum_address(l1_token), amount,
-                                        prove_withdrawal(state, withdrawal_id))
+                                        Web3.to_checksum_address(l1_token), amount, proof)
         return self.l1.transact(key, "finalizeWithdrawal", fn)
 
 

@@ -19,8 +19,27 @@ on it claims roots of a state in which it credited itself 100 ETH at the batch's
 step, and it defends those roots (consistently) in the bisection game, which it loses at
 the one-step proof.
 
-JSON-RPC: ``rollup_sendTransaction(stepHex)`` -> ``{seq, root}``; ``rollup_getAccount(
-address)`` -> ``{nonce, balances}``; ``rollup_status()``; ``rollup_sealBatch()``.
+JSON-RPC: ``rollup_sendTransaction(stepHex)`` -> ``{seq, txHash, root}``;
+``rollup_getAccount(address)`` -> ``{nonce, balances}``; ``rollup_getBalance(address,
+token=0)``; ``rollup_status()``; ``rollup_sealBatch()``; and the lookups a wallet or bridge
+UI needs (as op-node's ``optimism_outputAtBlock`` and the withdrawal-proof helpers of the
+OP SDK):
+
+- ``rollup_getReceipt(txHash)``: the step's outcome and where it is: ``status`` is
+  ``soft`` (acknowledged, not yet in a batch on L1), ``posted`` (in a batch on L1, within
+  its challenge window or disputed) or ``final``; ``batchIndex``, ``stepIndex`` (its leaf
+  in the batch's steps tree) and ``postRoot``. A step's hash is ``keccak256(step)``, the
+  leaf ``submitBatch`` commits to.
+- ``rollup_getBatch(index)``: the L1 transaction that posted it, its steps and state roots,
+  step count, challenge deadline (``finalAt``), open disputes and status (``sealed``,
+  ``posted``, ``disputed``, ``final``).
+- ``rollup_getWithdrawalProof(withdrawalId | txHash)``: the arguments of
+  ``finalizeWithdrawal`` against the state root of the batch holding the withdrawal.
+
+Unknown hashes, indices and withdrawals are JSON-RPC errors -32000 with ``data.check``
+``unknown-tx``, ``unknown-batch``, ``unknown-withdrawal`` (or ``not-batched`` for a
+withdrawal still soft). Receipts are recomputed from the journal on restart; the L1
+transaction of each batch is journaled with the batch.
 """
 
 from __future__ import annotations
@@ -33,13 +52,22 @@ from pathlib import Path
 from typing import Any, Final
 
 from eth_account import Account
+from eth_hash.auto import keccak
 from web3 import Web3
 
 from layerlab.errors import LayerlabError
 from layerlab.l2.follower import EventReceived, L1Change, L1Follower, Writes
-from layerlab.l2.rollup.machine import ETH, RollupError, RollupState, apply_step, apply_transaction
+from layerlab.l2.rollup.machine import (
+    ETH,
+    Receipt,
+    RollupError,
+    RollupState,
+    apply_step,
+    apply_transaction,
+)
 from layerlab.l2.rollup.optimistic import Batch, ExecutedBatch, RollupContract, execute_batch
 from layerlab.l2.rollup.txs import decode_tx_step
+from layerlab.l2.rollup.witness import prove_withdrawal
 from layerlab.l2.service import JsonRpcServer, cancel_tasks, every, follow_l1
 from layerlab.l2.store import RecordStore
 from layerlab.orchestration import LOOPBACK, wait_for_stop_signal, write_ready_file
@@ -50,6 +78,7 @@ log = logging.getLogger(__name__)
 
 STEP: Final = b"s:"
 BATCH: Final = b"b:"
+L1_TX: Final = b"t:"
 FOLLOWER: Final = b"l1-follower"
 FRAUD_CREDIT: Final = 100 * 10**18
 DISPUTE_POLL_SECONDS: Final = 0.25
@@ -102,6 +131,14 @@ class Sequencer:
         self.state = RollupState()
         self.steps: list[bytes] = []
         """Every admitted step, in order (the journal's content)."""
+        self.receipts: list[Receipt] = []
+        """The receipt of each step (recomputed from the journal on restart)."""
+        self.seq_of: dict[bytes, int] = {}
+        """Step hash (``keccak256(step)``) -> its position in ``steps``."""
+        self.withdrawal_seq: dict[int, int] = {}
+        """Withdrawal id -> the position of the step that made it."""
+        self.l1_txs: dict[int, str] = {}
+        """Batch index -> the hash of the L1 transaction that posted it."""
         self.batched = 0
         """How many of ``steps`` are in sealed batches."""
         self.batch_state = RollupState()
@@ -114,8 +151,11 @@ class Sequencer:
         self._server = JsonRpcServer({
             "rollup_sendTransaction": self._rpc_send,
             "rollup_getAccount": self._rpc_account,
+            "rollup_getBalance": self._rpc_balance,
             "rollup_status": self._rpc_status,
-        }, {"rollup_sealBatch": self._rpc_seal})
+        }, {"rollup_sealBatch": self._rpc_seal, "rollup_getReceipt": self._rpc_receipt,
+            "rollup_getBatch": self._rpc_batch,
+            "rollup_getWithdrawalProof": self._rpc_withdrawal_proof})
         self.port = config.port
 
     # ------------------------------------------------------------------ lifecycle
@@ -139,8 +179,9 @@ class Sequencer:
         """Replay the journal: every step in order, then the sealed batches over them."""
         for _, value in self.store.items(STEP):
             step = bytes.fromhex(value)
-            apply_step(self.state, step, self.domain)
-            self.steps.append(step)
+            self._record(step, apply_step(self.state, step, self.domain))
+        for key, value in self.store.items(L1_TX):
+            self.l1_txs[int.from_bytes(key[len(L1_TX):], "big")] = str(value)
         for _, value in self.store.items(BATCH):
             first, count = int(value["first"]), int(value["count"])
             steps = tuple(self.steps[first:first + count])
@@ -152,13 +193,18 @@ class Sequencer:
     def admit(self, step: bytes) -> int:
         """Admit one transaction step (raises RollupError, nothing changed); journal it."""
         signed = decode_tx_step(step)
-        apply_transaction(self.state, signed, self.domain)
-        return self._journal(step)
+        receipt = apply_transaction(self.state, signed, self.domain)
+        self.store.put(_key(STEP, len(self.steps)), step.hex())
+        return self._record(step, receipt)
 
-    def _journal(self, step: bytes) -> int:
+    def _record(self, step: bytes, receipt: Receipt) -> int:
+        """Append an applied (and journaled, or about to be) step and index its receipt."""
         seq = len(self.steps)
-        self.store.put(_key(STEP, seq), step.hex())
         self.steps.append(step)
+        self.receipts.append(receipt)
+        self.seq_of[bytes(keccak(step))] = seq
+        if receipt.withdrawal_id is not None:
+            self.withdrawal_seq[receipt.withdrawal_id] = seq
         return seq
 
     # ------------------------------------------------------------------ batches
@@ -216,9 +262,14 @@ class Sequencer:
         if on_l1 != sealed.index:
             raise RollupError("batch-order", f"the L1 holds {on_l1} batches; this one is "
                                              f"{sealed.index}")
-        await asyncio.to_thread(self.rollup.submit_batch, self.config.private_key,
-                                Batch(sealed.steps), sealed.root)
+        receipt = await asyncio.to_thread(self.rollup.submit_batch, self.config.private_key,
+                                          Batch(sealed.steps), sealed.root)
+        self._note_l1_tx(sealed.index, bytes(receipt["transactionHash"]))
         log.info("batch %d: %d steps, root %#x", sealed.index, len(sealed.steps), sealed.root)
+
+    def _note_l1_tx(self, index: int, tx_hash: bytes) -> None:
+        self.l1_txs[index] = "0x" + tx_hash.hex()
+        self.store.put(_key(L1_TX, index), self.l1_txs[index])
 
     # ------------------------------------------------------------------ the L1
     def apply_l1(self, changes: list[L1Change]) -> None:
@@ -230,7 +281,15 @@ class Sequencer:
             if not isinstance(change, EventReceived):
                 continue
             event = change.event
+            if event.name == "BatchSubmitted":
+                index = int(event.args["batchIndex"])
+                self.l1_txs[index] = "0x" + event.tx_hash.hex()
+                puts[_key(L1_TX, index)] = self.l1_txs[index]
             if event.name == "BatchesRemoved":  # a dispute we lost took them: batch again
+                for i in [i for i in self.l1_txs if i >= int(event.args["fromIndex"])]:
+                    del self.l1_txs[i]
+                    puts.pop(_key(L1_TX, i), None)
+                    deletes.append(_key(L1_TX, i))
                 gone = sorted(i for i in self.sealed if i >= int(event.args["fromIndex"]))
                 if gone:
                     self.batched = self.sealed[gone[0]].first
@@ -245,9 +304,7 @@ class Sequencer:
                 step = bytes(event.args["step"])
                 if step in self.steps:  # delivered again after a rewind
                     continue
-                apply_step(self.state, step, self.domain)
-                seq = len(self.steps)
-                self.steps.append(step)
+                seq = self._record(step, apply_step(self.state, step, self.domain))
                 puts[_key(STEP, seq)] = step.hex()
             elif event.name == "DisputeOpened":
                 dispute_id, batch_index = int(event.args["disputeId"]), int(event.args["batchIndex"])
@@ -284,14 +341,20 @@ class Sequencer:
 
     # ------------------------------------------------------------------ JSON-RPC
     def _rpc_send(self, params: list[Any]) -> dict[str, Any]:
-        seq = self.admit(bytes.fromhex(str(params[0]).removeprefix("0x")))
-        return {"seq": seq, "root": hex(self.state.root)}
+        step = bytes.fromhex(str(params[0]).removeprefix("0x"))
+        seq = self.admit(step)
+        return {"seq": seq, "txHash": "0x" + keccak(step).hex(), "root": hex(self.state.root)}
 
     def _rpc_account(self, params: list[Any]) -> dict[str, Any]:
         address = bytes.fromhex(str(params[0]).removeprefix("0x"))
         return {"nonce": self.state.nonce(address),
                 "balances": {str(t): str(self.state.balance(t, address))
                              for t in range(len(self.state.l1_tokens) or 1)}}
+
+    def _rpc_balance(self, params: list[Any]) -> str:
+        address = bytes.fromhex(str(params[0]).removeprefix("0x"))
+        token = int(params[1]) if len(params) > 1 else ETH
+        return str(self.state.balance(token, address))
 
     def _rpc_status(self, params: list[Any]) -> dict[str, Any]:
         return {"contract": self.rollup.l1.address, "steps": len(self.steps),
@@ -304,6 +367,97 @@ class Sequencer:
                                             "root": hex(sealed.root)}
 
 
+    # -- lookups: receipts, batches, withdrawal proofs
+    def _sealed_holding(self, seq: int) -> _Sealed | None:
+        for sealed in self.sealed.values():
+            if sealed.first <= seq < sealed.first + len(sealed.steps):
+                return sealed
+        return None
+
+    def _seq_of_hash(self, value: Any) -> int:
+        text = str(value).removeprefix("0x")
+        tx_hash = bytes.fromhex(text)
+        if len(tx_hash) != 32:
+            raise ValueError(f"a transaction hash is 32 bytes, got {len(tx_hash)}")
+        seq = self.seq_of.get(tx_hash)
+        if seq is None:
+            raise RollupError("unknown-tx", f"no step with hash 0x{text} (the sequencer has "
+                                            f"{len(self.steps)} steps)")
+        return seq
+
+    async def _rpc_receipt(self, params: list[Any]) -> dict[str, Any]:
+        seq = self._seq_of_hash(params[0])
+        receipt = self.receipts[seq]
+        out: dict[str, Any] = {
+            "txHash": "0x" + keccak(self.steps[seq]).hex(), "seq": seq, "kind": receipt.kind,
+            "ok": receipt.ok, "check": receipt.check or None, "error": receipt.error or None,
+            "status": "soft", "batchIndex": None, "stepIndex": None,
+            "postRoot": _hex(receipt.root), "withdrawalId": receipt.withdrawal_id,
+            "amountOut": None if receipt.amount_out is None else str(receipt.amount_out)}
+        sealed = self._sealed_holding(seq)
+        if sealed is not None:
+            step_index = seq - sealed.first
+            out |= {"batchIndex": sealed.index, "stepIndex": step_index,
+                    "postRoot": _hex(sealed.roots[step_index + 1])}
+            if sealed.index < await asyncio.to_thread(self.rollup.batch_count):
+                final = await asyncio.to_thread(self.rollup.is_final, sealed.index)
+                out["status"] = "final" if final else "posted"
+        return out
+
+    async def _rpc_batch(self, params: list[Any]) -> dict[str, Any]:
+        index = _parse_index(params[0], "batch index")
+        on_l1 = await asyncio.to_thread(self.rollup.batch_count)
+        sealed = self.sealed.get(index)
+        if index >= on_l1:
+            if sealed is None:
+                raise RollupError("unknown-batch", f"no batch {index}: the L1 holds {on_l1} "
+                                                   f"(genesis included), none sealed beyond")
+            return {"index": index, "status": "sealed", "l1TxHash": None,
+                    "stateRoot": _hex(sealed.root), "stepsRoot": "0x" +
+                    Batch(sealed.steps).steps_root.hex(), "txCount": len(sealed.steps),
+                    "firstSeq": sealed.first, "submittedAt": None, "challengeDeadline": None,
+                    "openDisputes": 0, "proposer": None}
+        batch = await asyncio.to_thread(self.rollup.get_batch, index)
+        final_at = await asyncio.to_thread(self.rollup.final_at, index)
+        final = await asyncio.to_thread(self.rollup.is_final, index)
+        disputes = int(batch["openDisputes"])
+        return {"index": index,
+                "status": "final" if final else "disputed" if disputes else "posted",
+                "l1TxHash": self.l1_txs.get(index),
+                "stateRoot": "0x" + bytes(batch["stateRoot"]).hex(),
+                "stepsRoot": "0x" + bytes(batch["stepsRoot"]).hex(),
+                "txCount": int(batch["stepCount"]),
+                "firstSeq": None if sealed is None else sealed.first,
+                "submittedAt": int(batch["submittedAt"]), "challengeDeadline": final_at,
+                "openDisputes": disputes, "proposer": batch["proposer"]}
+
+    async def _rpc_withdrawal_proof(self, params: list[Any]) -> dict[str, Any]:
+        value = params[0]
+        if isinstance(value, str) and len(value.removeprefix("0x")) == 64:
+            seq = self._seq_of_hash(value)
+            wid = self.receipts[seq].withdrawal_id
+            if wid is None:
+                raise RollupError("unknown-withdrawal", f"step {value} ({self.receipts[seq].kind}"
+                                                        f") made no withdrawal")
+        else:
+            wid = _parse_index(value, "withdrawal id")
+            if wid not in self.withdrawal_seq:
+                raise RollupError("unknown-withdrawal", f"withdrawal {wid} does not exist "
+                                                        f"({len(self.withdrawal_seq)} so far)")
+            seq = self.withdrawal_seq[wid]
+        sealed = self._sealed_holding(seq)
+        if sealed is None:
+            raise RollupError("not-batched", f"withdrawal {wid} (step {seq}) is not in a batch "
+                                             f"yet; ask again once it is posted")
+        state = await asyncio.to_thread(self._state_at, sealed.first + len(sealed.steps))
+        recipient, l1_token, amount = state.withdrawals[wid]
+        return {"withdrawalId": wid, "txHash": "0x" + keccak(self.steps[seq]).hex(),
+                "batchIndex": sealed.index, "stateRoot": _hex(state.root),
+                "recipient": Web3.to_checksum_address(recipient),
+                "token": Web3.to_checksum_address(l1_token), "amount": str(amount),
+                "proof": "0x" + prove_withdrawal(state, wid).hex()}
+
+
 async def run_sequencer(config: SequencerConfig, ready_file: Path | None = None) -> None:
     """Run until SIGINT/SIGTERM; announce the port in ``ready_file``."""
     sequencer = Sequencer(config)
@@ -313,3 +467,14 @@ async def run_sequencer(config: SequencerConfig, ready_file: Path | None = None)
         await wait_for_stop_signal()
     finally:
         await sequencer.stop()
+
+
+def _hex(value: int) -> str:
+    return "0x" + value.to_bytes(32, "big").hex()
+
+
+def _parse_index(value: Any, what: str) -> int:
+    index = value if isinstance(value, int) else int(str(value), 0)
+    if index < 0:
+        raise ValueError(f"{what} must not be negative, got {index}")
+    return index
