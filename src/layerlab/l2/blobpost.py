@@ -25,13 +25,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import ckzg
+from eth_account import Account
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, Web3Exception
+from web3.types import TxParams, TxReceipt, Wei
 
 from layerlab.errors import InvalidProof, MalformedEncoding
+from layerlab.l2.l1client import L1Contract, L1TxError
 
 __all__ = [
     "BLOB_CAPACITY",
@@ -43,6 +51,8 @@ __all__ = [
     "check_blob",
     "decode_blobs",
     "encode_blobs",
+    "fetch_blobs",
+    "send_blob_transaction",
 ]
 
 FIELD_ELEMENTS_PER_BLOB: Final = 4096
@@ -55,6 +65,9 @@ MAX_BLOBS: Final = 6
 """Blobs one transaction may carry (Cancun's per-block maximum, EIP-7594's per-tx cap)."""
 BLS_MODULUS: Final = 52435875175126190479447740508185965837690552500527637822603658699938581184513
 """EIP-4844 ``BLS_MODULUS``: the BLS12-381 scalar field order."""
+BEACON_TIMEOUT_SECONDS: Final = 30.0
+BLOB_FEE_HEADROOM: Final = 2
+"""``maxFeePerBlobGas`` = this many times the current blob base fee (at least 1 wei)."""
 ENCODING_VERSION: Final = 0
 VERSIONED_HASH_VERSION_KZG: Final = b"\x01"
 
@@ -152,3 +165,76 @@ def check_blob(blob: bytes, commitment: bytes, proof: bytes, versioned_hash: byt
         raise InvalidProof(f"blob proof: c-kzg refused the input: {exc}") from exc
     if not ok:
         raise InvalidProof(f"blob proof does not verify for 0x{versioned_hash.hex()}")
+
+
+def send_blob_transaction(l1: L1Contract, key: bytes, what: str, fn: ContractFunction,
+                          blobs: Sequence[bytes], gas: int,
+                          error: type[L1TxError] = L1TxError,
+                          blobless_error: str | None = None) -> TxReceipt:
+    """Send ``fn`` as a type-3 transaction carrying ``blobs`` (eth-account builds the
+    sidecar: commitments, proofs, versioned hashes) and wait for its receipt; raise
+    ``error`` (an ``L1TxError``) if it cannot be sent, is not mined, or reverts.
+
+    ``gas`` is given, not estimated: ``eth_call`` and ``eth_estimateGas`` carry no blob
+    hashes, so the function sees ``blobhash(0) == 0``. If the function's last check is
+    that it has blobs, naming that error ``blobless_error`` makes a preflight ``eth_call``
+    raise any other refusal by name before the blobs are sent."""
+    w3 = l1.w3
+    account = Account.from_key(key)
+    if blobless_error is not None:
+        try:
+            fn.call({"from": account.address})
+        except ContractLogicError as exc:
+            refusal = l1.refused(what, exc)
+            if refusal.error_name != blobless_error:
+                raise refusal from exc
+    try:
+        params: TxParams = {"from": account.address, "value": Wei(0), "gas": gas,
+                            "nonce": w3.eth.get_transaction_count(account.address, "pending")}
+        tx = cast(dict[str, Any], fn.build_transaction(params))
+        tx.pop("from", None)
+        tx["type"] = 3
+        tx["maxFeePerBlobGas"] = max(1, BLOB_FEE_HEADROOM * int(w3.eth.blob_base_fee))
+        signed = account.sign_transaction(tx, blobs=list(blobs))
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    except ContractLogicError as exc:
+        raise l1.refused(what, exc) from exc
+    except Web3Exception as exc:
+        raise error(f"{what} from {account.address} could not be sent: {exc}") from exc
+    try:
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=BEACON_TIMEOUT_SECONDS)
+    except Web3Exception as exc:
+        raise error(f"{what}: tx {tx_hash.to_0x_hex()} not mined: {exc}") from exc
+    if receipt["status"] != 1:
+        raise error(f"{what}: blob tx {tx_hash.to_0x_hex()} reverted "
+                        f"(gas used {receipt['gasUsed']} of {gas})")
+    return receipt
+
+
+def fetch_blobs(beacon_url: str, block_id: int | str,
+                versioned_hashes: Sequence[bytes]) -> list[bytes]:
+    """The blobs with these versioned hashes, in their order, from a beacon node's
+    ``GET /eth/v1/beacon/blob_sidecars/{block_id}``, each checked against its hash
+    (:func:`check_blob`); raise :class:`InvalidProof` if one is missing or does not match,
+    ``L1TxError`` if the beacon API cannot be reached or has pruned the block's blobs."""
+    url = f"{beacon_url.rstrip('/')}/eth/v1/beacon/blob_sidecars/{block_id}"
+    try:
+        with urllib.request.urlopen(url, timeout=BEACON_TIMEOUT_SECONDS) as resp:
+            reply = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise L1TxError(f"beacon API {url}: HTTP {exc.code}: {exc.read()[:200]!r}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise L1TxError(f"beacon API {url}: {exc}") from exc
+    by_hash: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+    for item in reply.get("data", []):
+        commitment = bytes.fromhex(item["kzg_commitment"][2:])
+        by_hash[blob_versioned_hash(commitment)] = (
+            bytes.fromhex(item["blob"][2:]), commitment, bytes.fromhex(item["kzg_proof"][2:]))
+    out = []
+    for vhash in versioned_hashes:
+        if vhash not in by_hash:
+            raise InvalidProof(f"beacon API {url}: no sidecar for blob 0x{vhash.hex()}")
+        blob, commitment, proof = by_hash[vhash]
+        check_blob(blob, commitment, proof, vhash)
+        out.append(blob)
+    return out
