@@ -72,3 +72,15 @@ def test_blob_batches_cost_less_l1_gas_at_the_same_size(node: NodeProcess, w3: W
           f"{blob.l1_gas / BATCH:,.0f} L1 gas/tx + {blob.blob_gas / BATCH:,.0f} blob gas/tx, "
           f"fee {blob.l1_fee_wei / BATCH / 1e9:,.1f} gwei/tx "
           f"(blob part {blob.blob_fee_wei / BATCH:,.0f} wei/tx)")
+
+
+def test_make_bench_reports_both_postings() -> None:
+    from layerlab.bench.l2 import bench_rollup
+
+    report = bench_rollup([25])
+    (calldata,), (blob,) = report["batches"], report["blob_batches"]
+    assert calldata["batch_size"] == blob["batch_size"] == 25
+    assert calldata["transactions"] == blob["transactions"] == 50
+    assert calldata["blobs"] == 0 and blob["blobs"] == blob["batches"] == 2
+    assert blob["blob_gas_per_tx"] == 2 * GAS_PER_BLOB / 50
+    assert blob["l1_gas_per_tx"] < calldata["l1_gas_per_tx"]
