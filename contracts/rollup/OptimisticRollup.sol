@@ -365,6 +365,81 @@ contract OptimisticRollup is ReentrancyGuard {
         return level[0];
     }
 
+    // ------------------------------------------------------------------ blob batches
+
+    /// @notice Blobs one blob batch may carry (Cancun's per-block maximum).
+    uint256 public constant MAX_BATCH_BLOBS = 6;
+
+    /// @dev Batch index -> `keccak256(abi.encode(batch))` of the blob batch stored there
+    /// (so an entry left by a removed batch does not describe its successor) and the
+    /// keccak256 of its blobs' versioned hashes, in order.
+    struct BlobBatch {
+        bytes32 batchId;
+        bytes32 blobHashesHash;
+    }
+
+    mapping(uint256 => BlobBatch) internal _blobBatches;
+
+    event BlobBatchSubmitted(uint256 indexed batchIndex, bytes32[] blobHashes);
+
+    error NoBlobs();
+    error BlobBatchNotDisputable(uint256 batchIndex);
+
+    /// @notice Post a batch whose steps travel in this transaction's blobs (EIP-4844):
+    /// the steps root and count the proposer claims, and the state root after them. The
+    /// contract cannot read a blob, only its versioned hash (`blobhash(i)`), which it
+    /// records as the batch's data commitment; verifiers fetch the blobs from a beacon
+    /// node, check them against these hashes, decode and re-execute (the OP Stack's
+    /// derivation works so). A blob batch carries no queued messages (deposits and forced
+    /// transactions, whose bytes only calldata lets the contract check): it consumes none,
+    /// and it is refused like any batch once one is overdue.
+    /// A blob batch cannot be disputed yet: the one-step proof would have to show the
+    /// disputed step's bytes against the blob with the point-evaluation precompile (0x0a),
+    /// which this contract does not do, so `challenge` refuses it rather than play a game
+    /// whose steps are not bound to the posted data.
+    function submitBatchBlobs(bytes32 stepsRoot, uint64 stepCount, bytes32 stateRoot)
+        external
+        returns (uint256 batchIndex)
+    {
+        if (msg.sender != sequencer && !isSequencerOverdue()) revert NotSequencer(msg.sender);
+        if (bonds[msg.sender] < config.proposerBond) {
+            revert InsufficientBond(msg.sender, bonds[msg.sender], config.proposerBond);
+        }
+        if (stepCount == 0) revert MalformedSteps(0, "empty batch");
+        if (stepCount > MAX_STEPS) revert TooManySteps(stepCount, MAX_STEPS);
+        Batch storage tip = _batches[_batches.length - 1];
+        uint64 nextDeposit = tip.depositsUntil;
+        uint64 nextForced = tip.forcedUntil;
+        _checkNotOverdue(deposits, "deposit", nextDeposit);
+        _checkNotOverdue(forced, "forced", nextForced);
+        // last check, so that an eth_call (which carries no blobs) that reverts with
+        // NoBlobs has passed every other one
+        uint256 count = 0;
+        while (count < MAX_BATCH_BLOBS && blobhash(count) != bytes32(0)) ++count;
+        if (count == 0) revert NoBlobs();
+        bytes32[] memory hashes = new bytes32[](count);
+        for (uint256 i = 0; i < count; ++i) hashes[i] = blobhash(i);
+        batchIndex = _batches.length;
+        Batch memory batch = Batch(stateRoot, stepsRoot, stepCount, nextDeposit, nextForced,
+            uint64(block.timestamp), msg.sender, 0);
+        _batches.push(batch);
+        _blobBatches[batchIndex] = BlobBatch(keccak256(abi.encode(batch)), keccak256(abi.encodePacked(hashes)));
+        lastBatchOf[msg.sender] = batchIndex;
+        emit BatchSubmitted(batchIndex, msg.sender, stateRoot, stepsRoot, stepCount, nextDeposit, nextForced);
+        emit BlobBatchSubmitted(batchIndex, hashes);
+    }
+
+    /// @notice Whether batch `index` was posted with `submitBatchBlobs`, and the keccak256
+    /// of its blobs' versioned hashes (zero for a calldata batch).
+    function blobBatch(uint256 index) public view returns (bool isBlob, bytes32 blobHashesHash) {
+        if (index >= _batches.length) revert UnknownBatch(index, _batches.length);
+        Batch memory batch = _batches[index];
+        batch.openDisputes = 0;
+        BlobBatch storage b = _blobBatches[index];
+        isBlob = b.batchId != bytes32(0) && b.batchId == keccak256(abi.encode(batch));
+        blobHashesHash = isBlob ? b.blobHashesHash : bytes32(0);
+    }
+
     // ------------------------------------------------------------------ disputes
 
     /// @notice Dispute batch `batchIndex`'s state root within its challenge window.
@@ -373,6 +448,8 @@ contract OptimisticRollup is ReentrancyGuard {
         if (batchIndex >= _batches.length) revert UnknownBatch(batchIndex, _batches.length);
         Batch storage batch = _batches[batchIndex];
         if (block.timestamp >= finalAt(batchIndex)) revert WindowClosed(batchIndex, finalAt(batchIndex));
+        (bool isBlob,) = blobBatch(batchIndex);
+        if (isBlob) revert BlobBatchNotDisputable(batchIndex);
         if (msg.value < config.challengerBond) revert InsufficientBond(msg.sender, msg.value, config.challengerBond);
         disputeId = disputes.length;
         Turn turn = batch.stepCount == 1 ? Turn.OneStep : Turn.Defender;

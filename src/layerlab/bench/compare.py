@@ -421,14 +421,34 @@ def _run_rollup(opts: CompareOptions, progress: Progress) -> tuple[list[Measurem
             extra={"batches": run.batches, "batch_size": opts.batch_size,
                    "compressed_bytes_per_tx": run.compressed_bytes / n,
                    "execute_tps": run.transactions / run.execute_seconds
-                   if run.execute_seconds else None})
+                   if run.execute_seconds else None,
+                   **({"blobs": blob_figures(blob_run)}
+                      if blob_run is not None and run.workload == "transfer" else {})})
+
+    def blob_figures(run: RollupRun) -> dict[str, Any]:
+        """The same transfers in the same batch size, posted as blobs (submitBatchBlobs)."""
+        n = max(run.transactions, 1)
+        return {"transactions": run.transactions, "batches": run.batches, "blobs": run.blobs,
+                "l1_gas_per_tx": run.l1_gas / n, "blob_gas_per_tx": run.blob_gas / n,
+                "fee_wei_per_tx": run.l1_fee_wei / n,
+                "blob_fee_wei_per_tx": run.blob_fee_wei / n,
+                "blob_bytes_per_tx": run.inbox_bytes / n,
+                "source": "submitBatchBlobs receipts (gasUsed x effectiveGasPrice + "
+                          "blobGasUsed x blobGasPrice); blob mode refuses disputes"}
 
     workloads = tuple(w for w in opts.workloads if w in WORKLOADS)
     with devnet_process() as (url, keys):
         progress(f"optimistic rollup: {opts.tx} x {', '.join(workloads)} in batches of "
                  f"{opts.batch_size}")
         runs, _setup = measure_rollup(url, keys, workloads, opts.tx, opts.batch_size, config)
+        blob_run: RollupRun | None = None
+        if "transfer" in workloads:
+            progress(f"optimistic rollup: {opts.tx} transfers in batches of {opts.batch_size}, "
+                     "posted as blobs")
+            (blob_run,), _ = measure_rollup(url, keys, ("transfer",), opts.tx, opts.batch_size,
+                                            config, blobs=True)
         rows = [row(run) for run in runs]
+        blob_run = None  # the scaling points below are calldata runs
         sizes = [max(opts.batch_size // 4, 1)] + ([] if opts.quick else [opts.batch_size * 2])
         transfer = next((r for r in rows if r.workload == "transfer"), None)
         by_size = {opts.batch_size: transfer} if transfer else {}

@@ -112,6 +112,17 @@ def render_terminal(result: CompareResult, console: Console) -> None:
             table.add_row(SYSTEMS[row.system].name, workloads, *([""] * len(TERMINAL_COLUMNS)),
                           f"[yellow]{row.status}[/yellow]: {row.reason}")
     console.print(table)
+    for row in result.rows:
+        if row.status == MEASURED and "blobs" in row.extra:
+            b = row.extra["blobs"]
+            console.print(
+                f"{SYSTEMS[row.system].name}, {row.workload} in batches of "
+                f"{row.extra.get('batch_size')}: calldata {format_number(row.l1_gas_per_tx)} "
+                f"L1 gas/tx, fee {format_number(row.fee_gwei_per_tx, '', 1)} gwei/tx; blobs "
+                f"{format_number(b['l1_gas_per_tx'])} L1 gas/tx + "
+                f"{format_number(b['blob_gas_per_tx'])} blob gas/tx, fee "
+                f"{format_number(b['fee_wei_per_tx'] / 1e9, '', 1)} gwei/tx "
+                f"({b['blobs']} blobs; blob mode is not disputable yet)")
     console.print(f"fees at each chain's own base fee; {opts.currency} at "
                   f"{opts.eth_price:,.0f} per ETH (a fixed assumption, not a market price). "
                   "Finality in seconds; withdraw: seconds from asking to leave to funds on L1.")

@@ -6,9 +6,11 @@ counted), an LP deposits an ERC-20 and seeds a pool; then each workload's L2
 transactions are signed by their users (outside the timing: that is the wallets' work),
 admitted one by one by the sequencer (:func:`~layerlab.l2.rollup.machine.apply_transaction`:
 signature, nonce, balance, state update; the soft confirmation), and posted in batches of
-``batch_size`` with ``submitBatch``. L1 gas, fee and calldata bytes per transaction come
-from the batch receipts; the compressed size of each batch (codec.py) is recorded beside
-the bytes actually posted.
+``batch_size`` with ``submitBatch`` (calldata) or, with ``blobs``, ``submitBatchBlobs`` (the
+same inbox bytes in EIP-4844 blobs, :mod:`layerlab.l2.blobpost`). L1 gas, fee and data
+bytes per transaction come from the batch receipts (a blob batch's fee adds its blob gas
+times the blob base fee it paid); the compressed size of each batch (codec.py) is
+recorded beside the bytes actually posted.
 
 What is not measured here: the sequencer runs in this process (no RPC hop to it), and
 finality is the contract's rule (a root is final ``challengeWindow`` seconds after it was
@@ -53,6 +55,8 @@ __all__ = ["RollupRun", "measure_rollup"]
 
 USERS = 8
 TOKEN = 1
+BLOB_GAS_PER_BLOB = 2**17
+"""EIP-4844 ``GAS_PER_BLOB``."""
 
 
 @dataclass(slots=True)
@@ -69,6 +73,11 @@ class RollupRun:
     compressed_bytes: int
     refused: int
     challenge_window: int
+    blobs: int = 0
+    """Blobs the batches carried (0: posted as calldata)."""
+    blob_gas: int = 0
+    blob_fee_wei: int = 0
+    """The blob part of ``l1_fee_wei`` (blob gas times the blob base fee paid)."""
 
     @property
     def tps(self) -> float:
@@ -116,7 +125,7 @@ def _workload_txs(kind: str, count: int, state: RollupState, users: list[bytes],
 
 def measure_rollup(l1_url: str, keys: list[bytes], workloads: tuple[str, ...], tx: int,
                    batch_size: int, config: RollupConfig = MINIMAL,
-                   seed: int = 7) -> tuple[list[RollupRun], dict[str, Any]]:
+                   seed: int = 7, blobs: bool = False) -> tuple[list[RollupRun], dict[str, Any]]:
     """Deploy the rollup on ``l1_url`` and run each workload; returns the runs and the
     setup's L1 costs (deposits)."""
     w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 60}))
@@ -155,12 +164,14 @@ def measure_rollup(l1_url: str, keys: list[bytes], workloads: tuple[str, ...], t
     for workload in workloads:
         pairs = _workload_txs(workload, tx, state, users, rng)
         signed = [sign_tx(t, users[who], domain) for who, t in pairs]
-        runs.append(_run(workload, signed, state, rollup, sequencer, batch_size, config))
+        runs.append(_run(workload, signed, state, rollup, sequencer, batch_size, config,
+                         blobs))
     return runs, setup
 
 
 def _run(workload: str, signed: list[SignedTx], state: RollupState, rollup: Any,
-         sequencer: bytes, batch_size: int, config: RollupConfig) -> RollupRun:
+         sequencer: bytes, batch_size: int, config: RollupConfig,
+         blobs: bool = False) -> RollupRun:
     """Admit ``signed`` one by one; a full batch is handed to a poster thread (as the OP
     Stack's op-batcher runs beside the sequencer), so the run's time is what both take."""
     domain = rollup.domain
@@ -170,13 +181,14 @@ def _run(workload: str, signed: list[SignedTx], state: RollupState, rollup: Any,
     pending: list[bytes] = []
     posts: list[Future[Any]] = []
     sizes: list[tuple[int, int]] = []
+    submit = rollup.submit_batch_blobs if blobs else rollup.submit_batch
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batcher") as batcher:
 
         def post() -> None:
             batch = Batch(tuple(pending))
             sizes.append((len(batch.inbox), len(compress(encode_compact(batch.steps, state)))))
-            posts.append(batcher.submit(rollup.submit_batch, sequencer, batch, state.root))
+            posts.append(batcher.submit(submit, sequencer, batch, state.root))
             pending.clear()
 
         for tx in signed:
@@ -197,7 +209,9 @@ def _run(workload: str, signed: list[SignedTx], state: RollupState, rollup: Any,
         receipts = [f.result() for f in posts]
     seconds = time.perf_counter() - started
     gas = sum(int(r["gasUsed"]) for r in receipts)
-    fee = sum(int(r["gasUsed"]) * int(r["effectiveGasPrice"]) for r in receipts)
+    blob_gas = sum(int(r.get("blobGasUsed", 0)) for r in receipts)
+    blob_fee = sum(int(r.get("blobGasUsed", 0)) * int(r.get("blobGasPrice", 0)) for r in receipts)
+    fee = sum(int(r["gasUsed"]) * int(r["effectiveGasPrice"]) for r in receipts) + blob_fee
     return RollupRun(workload, len(soft), seconds, execute, soft, len(receipts), gas, fee,
                      sum(a for a, _ in sizes), sum(b for _, b in sizes), refused,
-                     config.challenge_window)
+                     config.challenge_window, blob_gas // BLOB_GAS_PER_BLOB, blob_gas, blob_fee)

@@ -36,8 +36,10 @@ from web3.types import TxReceipt
 
 from layerlab.contracts import deploy, get_contract, load_artifact
 from layerlab.crypto.eip712 import Domain
+from layerlab.errors import InvalidProof
+from layerlab.l2 import blobpost
 from layerlab.l2.l1client import ContractEvent, L1Contract, ProtocolTxError
-from layerlab.l2.rollup.codec import encode_inbox
+from layerlab.l2.rollup.codec import decode_inbox, encode_inbox
 from layerlab.l2.rollup.machine import Receipt, RollupError, RollupState, apply_step
 from layerlab.l2.rollup.txs import rollup_domain
 from layerlab.l2.rollup.witness import StepWitness, compute_step_witness, prove_withdrawal
@@ -53,11 +55,16 @@ __all__ = [
     "deploy_rollup",
     "execute_batch",
     "play_challenger",
+    "read_blob_batch",
 ]
 
 ZERO: Final = b"\0" * 32
 BATCH_BASE_GAS: Final = 150_000
 BATCH_STEP_GAS: Final = 12_000
+BLOB_BATCH_GAS: Final = 250_000
+"""Gas limit of ``submitBatchBlobs`` (measured ~180k: the batch's storage, the blob
+hashes' commitment, two events; independent of the batch's size)."""
+QUEUED_KINDS: Final = (0xD0, 0xF0)
 
 
 class RollupTxError(ProtocolTxError, RollupError):
@@ -251,6 +258,27 @@ class RollupContract:
         return self.l1.transact(key, "submitBatch",
                                 self.fn.submitBatch(data, state_root.to_bytes(32, "big")), gas=gas)
 
+    def submit_batch_blobs(self, key: bytes, batch: Batch, state_root: int) -> TxReceipt:
+        """Post ``batch`` in blobs (its inbox bytes, :func:`blobpost.encode_blobs`) with its
+        steps root, step count and ``state_root`` as calldata (``submitBatchBlobs``). A
+        blob batch carries no deposits or forced transactions (the contract cannot check
+        them against its queues) and cannot be disputed: see ``submitBatchBlobs``."""
+        queued = [i for i, s in enumerate(batch.steps) if s[0] in QUEUED_KINDS]
+        if queued:
+            raise RollupTxError(f"submitBatchBlobs: step {queued[0]} is a queued message; "
+                                "deposits and forced transactions go in calldata batches",
+                                "QueuedStepInBlob")
+        fn = self.fn.submitBatchBlobs(batch.steps_root, len(batch.steps),
+                                      state_root.to_bytes(32, "big"))
+        return blobpost.send_blob_transaction(self.l1, key, "submitBatchBlobs", fn,
+                                              blobpost.encode_blobs(batch.inbox),
+                                              BLOB_BATCH_GAS, RollupTxError, "NoBlobs")
+
+    def blob_batch(self, index: int) -> bytes | None:
+        """keccak256 of blob batch ``index``'s versioned hashes; None for a calldata batch."""
+        is_blob, hashes_hash = self.l1.call("blobBatch", index)
+        return bytes(hashes_hash) if is_blob else None
+
     def challenge(self, key: bytes, batch_index: int, bond: int) -> int:
         receipt = self.l1.transact(key, "challenge", self.fn.challenge(batch_index), bond)
         opened = [e for e in self.l1.receipt_events(receipt) if e.name == "DisputeOpened"]
@@ -307,3 +335,31 @@ def play_challenger(rollup: RollupContract, key: bytes, dispute_id: int,
         else:
             rollup.prove_step(key, dispute_id, executed, lo)
     raise RollupError("dispute", f"dispute {dispute_id} did not end within 64 moves")
+
+
+def read_blob_batch(rollup: RollupContract, beacon_url: str, batch_index: int,
+                    from_block: int = 0) -> Batch:
+    """Derive blob batch ``batch_index`` as a verifier does: its ``BlobBatchSubmitted``
+    event's versioned hashes (checked against what the contract stored), the blobs from
+    the beacon API of the block that included it (each checked against its hash), decoded
+    to the inbox bytes and steps, and those checked against the claimed steps root and
+    count; raise :class:`InvalidProof` if any check fails."""
+    stored = rollup.blob_batch(batch_index)
+    if stored is None:
+        raise InvalidProof(f"batch {batch_index} is not a blob batch")
+    events = [e for e in rollup.events(from_block)
+              if e.name == "BlobBatchSubmitted" and int(e.args["batchIndex"]) == batch_index]
+    posted = [e for e in events if keccak(b"".join(e.args["blobHashes"])) == stored]
+    if not posted:
+        raise InvalidProof(f"batch {batch_index}: no BlobBatchSubmitted event with the blob "
+                           "hashes the contract stored")
+    event = posted[-1]
+    hashes = [bytes(h) for h in event.args["blobHashes"]]
+    blobs = blobpost.fetch_blobs(beacon_url, int(event.block_number), hashes)
+    batch = Batch(tuple(decode_inbox(blobpost.decode_blobs(blobs))))
+    claimed = rollup.l1.call("getBatch", batch_index)
+    if batch.steps_root != bytes(claimed[1]) or len(batch.steps) != int(claimed[2]):
+        raise InvalidProof(f"batch {batch_index}: its blobs hold {len(batch.steps)} steps with "
+                           f"root 0x{batch.steps_root.hex()}, the proposer claimed "
+                           f"{int(claimed[2])} with 0x{bytes(claimed[1]).hex()}")
+    return batch
