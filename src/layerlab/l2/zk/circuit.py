@@ -139,9 +139,14 @@ def _compile(shape: BatchShape, root: Path, directory: Path) -> dict[str, Any]:
     main = directory / "main.circom"
     main.write_text(_main_source(shape))
     # circom2's WASI sandbox only sees the working directory and its parents: relative paths.
+    # circom2's WASI sandbox cannot follow a symlinked node_modules (a git worktree's):
+    # circomlib's circuits (3 MB) are copied beside the build and included from there.
     rel = directory.relative_to(root)
+    lib = directory / "lib"
+    shutil.rmtree(lib, ignore_errors=True)
+    shutil.copytree(root / "node_modules" / "circomlib" / "circuits", lib / "circomlib" / "circuits")
     command = [node, "node_modules/circom2/cli.js", str(rel / "main.circom"), "--r1cs", "--wasm",
-               "--O2", "-l", "circuits", "-l", "node_modules", "-o", str(rel)]
+               "--O2", "-l", "circuits", "-l", str(rel / "lib"), "-o", str(rel)]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=root, capture_output=True, text=True,
                           timeout=COMPILE_TIMEOUT_SECONDS, check=False)
