@@ -32,7 +32,8 @@ from layerlab.l2.zk.circuit import CircuitBuild
 from layerlab.l2.zk.prover import decode_proof
 from layerlab.l2.zk.state import GWEI, BatchWitness, QueuedDeposit
 
-__all__ = ["ZkRollupContract", "ZkRollupTxError", "compile_verifier", "deploy_zk_rollup"]
+__all__ = ["ZkRollupContract", "ZkRollupTxError", "compile_verifier", "compile_verifier_for",
+           "deploy_zk_rollup"]
 
 SUBMIT_BASE_GAS = 450_000
 """submitBatch's bound before data and items: 21k + the Groth16 check (~194k) + SHA-256 +
@@ -49,8 +50,16 @@ class ZkRollupTxError(L1TxError):
 
 def compile_verifier(build: CircuitBuild, root: Path | None = None) -> ContractArtifact:
     """snarkjs's verifier for ``build``'s key, rendered and compiled once per build."""
+    return compile_verifier_for(build.directory / "vk.json", build.directory, root)
+
+
+def compile_verifier_for(vk_json: Path, directory: Path,
+                         root: Path | None = None) -> ContractArtifact:
+    """snarkjs's verifier for the verification key ``vk_json`` (snarkjs's JSON shape, from
+    groth16py or ``snarkjs zkey export verificationkey``), rendered into ``directory`` as
+    ``ZkVerifier.sol`` and compiled; cached there as ``ZkVerifier.json``."""
     root = (root or get_project_root()).resolve()
-    cached = build.directory / "ZkVerifier.json"
+    cached = directory / "ZkVerifier.json"
     if cached.is_file():
         data = json.loads(cached.read_text())
         return ContractArtifact(name=data["name"], abi=tuple(data["abi"]),
@@ -60,10 +69,9 @@ def compile_verifier(build: CircuitBuild, root: Path | None = None) -> ContractA
     node = shutil.which("node")
     if node is None:
         raise ContractCompileError("Node.js (`node`) is needed to render snarkjs's verifier")
-    source = build.directory / "ZkVerifier.sol"
-    proc = subprocess.run([node, str(root / "scripts" / "zk_verifier.mjs"),
-                           str(build.directory / "vk.json"), str(source)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    source = directory / "ZkVerifier.sol"
+    proc = subprocess.run([node, str(root / "scripts" / "zk_verifier.mjs"), str(vk_json),
+                           str(source)], capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         raise ContractCompileError(f"rendering snarkjs's verifier failed: {proc.stderr.strip()}")
     sources = {"ZkVerifier.sol": source.read_text()}
