@@ -154,3 +154,51 @@ def test_the_operator_proves_pays_and_survives_a_kill(node: NodeProcess, w3: Web
         print(f"\nbatches (txs, prove s, submitBatch s, gas): {rows}")
     finally:
         down(tmp_path)
+
+
+def test_a_batch_that_lands_while_the_operator_is_dead_is_adopted(node: NodeProcess, w3: Web3,
+                                                                   tmp_path: Path) -> None:
+    """SIGKILLed while it proves batch 1; the same batch (rebuilt here from the same
+    deposit and transfer, as the operator's own submitBatch would have sent it) lands on
+    L1 before the restart: the restarted operator takes it as verified from its journal,
+    does not send it again, and carries on with batch 2."""
+    from layerlab.l2.zk.circuit import build_circuit
+    from layerlab.l2.zk.network import OPERATOR_ACCOUNT
+    from layerlab.l2.zk.prover import ZkProver
+    from layerlab.l2.zk.state import QueuedDeposit, ZkState, build_batch
+
+    desc = up(tmp_path, node.url, batch_interval=0.3)
+    url = desc["operator_url"]
+    a = ALICE.private_key
+    try:
+        rollup = contract(desc)
+        rollup.deposit(ALICE.private_key, *prv2pub(a), 1000 * GWEI)
+        wait_for(lambda: rpc_call(url, "zk_status")["batches"], "the deposit's batch")
+        transfer = sign_transfer(a, 0, 0, 5, 0)
+        seq = send(url, transfer)
+        wait_for(lambda: rpc_call(url, "zk_status")["proving"] == 1, "batch 1 to be proving", 60)
+        pid = int(desc["operator_pid"])
+        os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not is_alive(pid), "the operator to die", 10)
+
+        state = ZkState(DEFAULT_SHAPE.depth)
+        build_batch(state, DEFAULT_SHAPE, [QueuedDeposit(*prv2pub(a), 1000)], [], [])
+        witness = build_batch(state, DEFAULT_SHAPE, [], [transfer], [])
+        proof = ZkProver(build_circuit(DEFAULT_SHAPE)).prove(witness)
+        operator_key = DEV[OPERATOR_ACCOUNT].private_key
+        rollup.submit(operator_key, witness, proof.proof)
+        assert int(rollup.l1.call("batchCount")) == 2
+
+        pid, _ = spawn_operator(tmp_path, node.url, desc["contract"], desc["deploy_block"],
+                                DEFAULT_SHAPE, port=int(url.rsplit(":", 1)[1]),
+                                batch_interval=0.3)
+        desc["pids"].append(pid)
+        status = rpc_call(url, "zk_status")
+        assert len(status["batches"]) == 2 and status["pending"] == 0
+        assert int(status["provenRoot"]) == witness.new_root == rollup.state_root()
+        assert rpc_call(url, "zk_getReceipt", [seq])["status"] == "verified"
+        nxt = send(url, sign_transfer(a, 0, 0, 5, 1))
+        wait_for(lambda: verified(url, [nxt]), "batch 2")
+        assert int(rollup.l1.call("batchCount")) == 3
+    finally:
+        down(tmp_path)

@@ -222,6 +222,8 @@ class ZkOperator:
         self.deposits_seen: set[int] = set()
         self.batches: list[_Batch] = []
         self.proving: _Batch | None = None
+        self.unconfirmed: list[_Batch] = []
+        """Sealed batches sent (or about to be) that the L1 was not seen to verify."""
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._seal_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -260,20 +262,13 @@ class ZkOperator:
         """Replay the journal: verified batches, then what is not batched yet."""
         self.txs = [decode_tx(value) for _, value in self.store.items(TX)]
         on_l1 = int(self.rollup.l1.call("batchCount"))
-        for key, value in list(self.store.items(BATCH)):
+        for _, value in list(self.store.items(BATCH)):
             batch = _Batch.from_record(value)
-            if batch.index >= on_l1:  # sealed, never verified: sealed again later
-                self.store.write({}, (key,))
+            if batch.index >= on_l1:  # sealed, not verified (yet: its tx may be in flight)
+                self.unconfirmed.append(batch)
                 continue
-            witness = build_batch(self.proven, self.shape, batch.deposits,
-                                  *self._split(self.txs[batch.first:batch.first + batch.count]))
-            if witness.new_root != batch.root:
-                raise LayerlabError(f"batch {batch.index} replays to root {witness.new_root:#x}, "
-                                    f"not the {batch.root:#x} it was proven with")
-            batch.status = "verified"
-            self.batches.append(batch)
-            self.batched = batch.first + batch.count
-            self.consumed += len(batch.deposits)
+            self._advance(batch)
+        self._adopt_landed(on_l1)
         if self.proven.root != self.rollup.state_root():
             raise LayerlabError(f"the journal's {len(self.batches)} batches end at root "
                                 f"{self.proven.root:#x}; the L1 holds {self.rollup.state_root():#x}")
@@ -283,6 +278,35 @@ class ZkOperator:
             self._credit(int.from_bytes(key[len(DEPOSIT):]), QueuedDeposit(*map(int, value)))
         for tx in self.txs[self.batched:]:
             apply_tx(self.head, tx)
+
+    def _advance(self, batch: _Batch) -> None:
+        """Apply a batch the L1 verified to the proven state (a replay of the journal)."""
+        witness = build_batch(self.proven, self.shape, batch.deposits,
+                              *self._split(self.txs[batch.first:batch.first + batch.count]))
+        if witness.new_root != batch.root:
+            raise LayerlabError(f"batch {batch.index} replays to root {witness.new_root:#x}, "
+                                f"not the {batch.root:#x} it was proven with")
+        batch.status = "verified"
+        self.batches.append(batch)
+        self.batched = batch.first + batch.count
+        self.consumed += len(batch.deposits)
+
+    def _adopt_landed(self, on_l1: int) -> None:
+        """The L1 verified a batch this operator sent but did not see land (killed, or the
+        receipt lost): find it among the sealed ones by the L1's root and take it."""
+        if on_l1 == len(self.batches):
+            return
+        root = self.rollup.state_root()
+        landed = next((b for b in self.unconfirmed
+                       if b.index == len(self.batches) and b.root == root), None)
+        if on_l1 != len(self.batches) + 1 or landed is None:
+            raise LayerlabError(f"the L1 holds {on_l1} batches ending at root {root:#x}; this "
+                                f"operator knows {len(self.batches)} and no sealed batch "
+                                "with that root")
+        self._advance(landed)
+        self.unconfirmed = []
+        self.store.put(_key(BATCH, landed.index), landed.record())
+        log.info("batch %d was verified on L1 while unrecorded; adopted", landed.index)
 
     def _credit(self, deposit_id: int, dep: QueuedDeposit) -> None:
         if deposit_id in self.deposits_seen:
@@ -350,6 +374,8 @@ class ZkOperator:
     async def seal_batch(self) -> _Batch | None:
         """Seal, prove and submit the next batch (None when there is nothing to batch)."""
         async with self._seal_lock:
+            on_l1 = await asyncio.to_thread(self.rollup.l1.call, "batchCount")
+            await asyncio.to_thread(self._adopt_landed, int(on_l1))
             queue = await asyncio.to_thread(self.rollup.pending_deposits)
             deposits = tuple(queue[:self.shape.n_deposits])
             count = self._take(deposits)
@@ -374,6 +400,7 @@ class ZkOperator:
                     log.info("batch %d: a deposit arrived while it proved; sealing again", index)
                     return None
                 start = time.perf_counter()
+                self.unconfirmed.append(batch)
                 receipt = await asyncio.to_thread(self.rollup.submit, self.config.private_key,
                                                   witness, proof.proof)
                 batch.verify_seconds = time.perf_counter() - start
@@ -387,6 +414,7 @@ class ZkOperator:
             self.batched = first + count
             self.consumed += len(deposits)
             self.batches.append(batch)
+            self.unconfirmed = []
             self.proving = None
             log.info("batch %d verified: %d deposits, %d transactions, witness %.2f s, proof "
                      "%.2f s, submitBatch %.2f s (%d gas)", index, len(deposits), count,
