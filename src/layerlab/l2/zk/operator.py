@@ -35,6 +35,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +45,7 @@ from web3 import Web3
 from layerlab.crypto.babyjubjub import EdDSASignature
 from layerlab.errors import LayerlabError
 from layerlab.l2.follower import EventReceived, EventRetracted, L1Change, L1Follower, Writes
-from layerlab.l2.service import JsonRpcServer, cancel_tasks, every, follow_l1
+from layerlab.l2.service import JsonRpcServer, cancel_tasks, follow_l1
 from layerlab.l2.store import RecordStore
 from layerlab.l2.zk.circuit import build_circuit
 from layerlab.l2.zk.onchain import ZkRollupContract
@@ -240,14 +241,11 @@ class ZkOperator:
         await asyncio.to_thread(self._restore)
         # the circuit is built (or found in the cache) once, here; the worker loads its key
         await asyncio.to_thread(build_circuit, self.shape, self.config.project_root)
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_prover, initargs=(self.shape, self.config.project_root))
+        self._start_pool()
         self.port = await self._server.start(self.config.host, self.config.port)
         self._tasks += [asyncio.create_task(follow_l1(
             self.follower, self.apply_l1, interval=self.config.poll_interval,
-            start_block=self.config.start_block)), asyncio.create_task(every(
-                self.config.batch_interval, self.seal_batch, "proving a batch"))]
+            start_block=self.config.start_block)), asyncio.create_task(self._batch_loop())]
         log.info("zk operator on %s:%d: %d transactions, %d batches verified", self.config.host,
                  self.port, len(self.txs), len(self.batches))
 
@@ -370,6 +368,24 @@ class ZkOperator:
             withdrawals += isinstance(tx, Withdrawal)
             count += 1
         return count
+
+    def _start_pool(self) -> None:
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_prover, initargs=(self.shape, self.config.project_root))
+
+    async def _batch_loop(self) -> None:
+        """A batch every ``batch_interval`` seconds; any failure is logged and retried (a
+        prover process that died is started again)."""
+        while True:
+            await asyncio.sleep(self.config.batch_interval)
+            try:
+                await self.seal_batch()
+            except BrokenProcessPool:
+                log.error("the prover process died; starting another")
+                self._start_pool()
+            except Exception:
+                log.exception("sealing a batch failed (will retry)")
 
     async def seal_batch(self) -> _Batch | None:
         """Seal, prove and submit the next batch (None when there is nothing to batch)."""
