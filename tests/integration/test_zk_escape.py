@@ -1,6 +1,7 @@
 """The ZK rollup's escape hatch on a real node.
 
-Two proven batches move the root; then the operator stops. Freezing is refused until
+Two proven batches move the root; then the operator stops. A user rebuilds the state
+from the L1's events and calldata alone (nonces included) and gets the operator's. Freezing is refused until
 ``escapeBlocks`` blocks pass without a batch; once frozen, no batch or deposit is taken,
 each account is paid its balance in the last verified root (checked on L1 with
 circomlibjs's Poseidon contracts over a circomlib SMT path) once and only once, a balance
@@ -22,6 +23,7 @@ from layerlab.l2.zk.circuit import build_circuit
 from layerlab.l2.zk.onchain import ZkRollupContract, ZkRollupTxError, deploy_zk_rollup
 from layerlab.l2.zk.operator import copy_state
 from layerlab.l2.zk.prover import ZkProver
+from layerlab.l2.zk.recover import recover_state
 from layerlab.l2.zk.state import (
     GWEI,
     BatchShape,
@@ -77,6 +79,11 @@ def test_the_escape_hatch_pays_each_proven_balance_once(node: NodeProcess, w3: W
     rollup.deposit(CAROL_L1.private_key, *prv2pub(CAROL), 70 * GWEI)  # never batched
     later = copy_state(proven)  # a transfer the operator took but never proved
     apply_transfer(later, sign_transfer(BOB, 1, 0, 350, 0))
+
+    # what a user rebuilds from L1 events and calldata alone equals the operator's state
+    recovered = recover_state(rollup)
+    assert recovered.root == proven.root and recovered.accounts == proven.accounts
+    proven = recovered
 
     # the operator is alive (a batch just landed): no freeze, no escape
     assert refused(lambda: rollup.freeze(DEPLOYER.private_key)) == "TooEarly"
