@@ -56,11 +56,13 @@ def zk_up(
     shape: Annotated[str, typer.Option(help="Circuit N,M,W,DEPTH: transfers, deposits and "
                                             "withdrawals a batch, tree depth.")] = "2,1,1,8",
     batch_interval: Annotated[float, typer.Option(help="Seconds between batches.")] = 1.0,
+    escape_blocks: Annotated[int, typer.Option(help="L1 blocks without a batch before anyone "
+                                                    "may freeze the rollup.")] = 1000,
 ) -> None:
     """Start an L1 (unless --l1-url), build the circuit (cached), deploy, start the operator."""
     from layerlab.l2.zk.network import up
 
-    desc = up(directory, l1_url, _shape(shape), batch_interval)
+    desc = up(directory, l1_url, _shape(shape), batch_interval, escape_blocks)
     console.print(f"L1 {desc['l1_url']}, ZkRollup at {desc['contract']} ({desc['constraints']} "
                   f"constraints, {desc['key_label']} key), operator {desc['operator_url']}",
                   highlight=False)
@@ -132,6 +134,31 @@ def zk_withdraw(
     reply = rpc_call(url, "zk_sendTransaction", [encode_tx(tx)])
     console.print(f"accepted as transaction {reply['seq']}; paid to 0x{to.hex()} once its "
                   f"batch verifies")
+
+
+@zk_app.command("escape")
+def zk_escape(
+    account: Annotated[int, typer.Option(help="Dev account index (L2 key, pays the L1 gas).")],
+    directory: Annotated[Path, ZK_DIR_OPT] = ZK_DIR,
+) -> None:
+    """Without the operator: rebuild the state from L1 calldata, freeze the rollup if no
+    batch landed for its escape window, and claim this key's last proven balance."""
+    from layerlab.errors import LayerlabError
+    from layerlab.l2.zk.network import contract, load
+    from layerlab.l2.zk.recover import recover_state
+
+    desc = load(directory)
+    rollup = contract(desc)
+    state = recover_state(rollup, int(desc.get("deploy_block", 0)))
+    dev, pub = _who(account)
+    index = state.find_index(pub)
+    if index is None:
+        raise LayerlabError("this key has no account in the last verified root")
+    if not rollup.l1.call("frozen"):
+        rollup.freeze(dev.private_key)
+    receipt = rollup.escape(dev.private_key, state, index)
+    console.print(f"escaped account {index}: {state.accounts[index].balance} gwei paid to its "
+                  f"first depositor ({receipt['gasUsed']} gas)", highlight=False)
 
 
 @zk_app.command("status")

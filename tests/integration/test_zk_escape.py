@@ -12,6 +12,10 @@ deposited was paid out exactly once.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,7 @@ from web3 import Web3
 from layerlab.crypto.babyjubjub import prv2pub
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.zk.circuit import build_circuit
+from layerlab.l2.zk.network import contract, down, up
 from layerlab.l2.zk.onchain import ZkRollupContract, ZkRollupTxError, deploy_zk_rollup
 from layerlab.l2.zk.operator import copy_state
 from layerlab.l2.zk.prover import ZkProver
@@ -33,6 +38,7 @@ from layerlab.l2.zk.state import (
     sign_transfer,
     sign_withdrawal,
 )
+from layerlab.orchestration import rpc_call, stop
 from tests.nodeproc import NodeProcess
 
 pytestmark = pytest.mark.slow
@@ -116,3 +122,29 @@ def test_the_escape_hatch_pays_each_proven_balance_once(node: NodeProcess, w3: W
     assert w3.eth.get_balance(Web3.to_checksum_address(rollup.l1.address)) == 0
     assert w3.eth.get_balance(Web3.to_checksum_address(RECIPIENT)) == 100 * GWEI
     print(f"\nescape gas (depth {SHAPE.depth}, Poseidon on L1): {gas}")
+
+
+def test_zk_escape_cli_leaves_without_the_operator(node: NodeProcess, w3: Web3,
+                                                   tmp_path: Path) -> None:
+    """`layerlab zk up` with a short escape window, a deposit proven into the root, the
+    operator stopped: `layerlab zk escape` rebuilds the state from L1, freezes and is paid."""
+    desc = up(tmp_path, node.url, batch_interval=0.3, escape_blocks=ESCAPE_BLOCKS)
+    try:
+        cli = [sys.executable, "-m", "layerlab.cli", "zk"]
+        subprocess.run([*cli, "deposit", "--dir", str(tmp_path), "--account", "2", "--amount",
+                        "500"], check=True, capture_output=True, timeout=120)
+        deadline = time.monotonic() + 120
+        while not rpc_call(desc["operator_url"], "zk_status")["batches"]:
+            assert time.monotonic() < deadline, "the deposit was not batched"
+            time.sleep(0.5)
+        stop([int(desc["operator_pid"])])
+        rollup = contract(desc)
+        for _ in range(ESCAPE_BLOCKS):
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        out = subprocess.run([*cli, "escape", "--dir", str(tmp_path), "--account", "2"],
+                             check=True, capture_output=True, text=True, timeout=300).stdout
+        assert "escaped account 0: 500 gwei" in out
+        assert rollup.l1.call("frozen") is True and rollup.l1.call("escaped", 0) is True
+        assert w3.eth.get_balance(Web3.to_checksum_address(rollup.l1.address)) == 0
+    finally:
+        down(tmp_path)

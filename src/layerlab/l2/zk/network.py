@@ -10,7 +10,7 @@ from web3 import Web3
 
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.zk.circuit import build_circuit
-from layerlab.l2.zk.onchain import ZkRollupContract, deploy_zk_rollup
+from layerlab.l2.zk.onchain import DEFAULT_ESCAPE_BLOCKS, ZkRollupContract, deploy_zk_rollup
 from layerlab.l2.zk.state import BatchShape
 from layerlab.orchestration import (
     ServiceError,
@@ -34,7 +34,8 @@ READY_TIMEOUT_SECONDS: Final = 600.0
 
 
 def up(directory: Path = DEFAULT_DIR, l1_url: str | None = None,
-       shape: BatchShape = DEFAULT_SHAPE, batch_interval: float = 1.0) -> dict[str, Any]:
+       shape: BatchShape = DEFAULT_SHAPE, batch_interval: float = 1.0,
+       escape_blocks: int = DEFAULT_ESCAPE_BLOCKS) -> dict[str, Any]:
     """Start everything and return the description (also written to zk.json)."""
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "zk.json").exists():
@@ -49,7 +50,8 @@ def up(directory: Path = DEFAULT_DIR, l1_url: str | None = None,
     build = build_circuit(shape)
     keys = derive_dev_accounts()
     w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 120}))
-    rollup = deploy_zk_rollup(w3, keys[0].address, keys[OPERATOR_ACCOUNT].address, build)
+    rollup = deploy_zk_rollup(w3, keys[0].address, keys[OPERATOR_ACCOUNT].address, build,
+                              escape_blocks=escape_blocks)
     desc["contract"] = rollup.l1.address
     desc["deploy_block"] = int(w3.eth.block_number)
     desc["constraints"] = build.constraints
