@@ -26,7 +26,7 @@ from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.zk.network import DEFAULT_SHAPE, contract, down, spawn_operator, up
 from layerlab.l2.zk.operator import encode_tx
 from layerlab.l2.zk.state import GWEI, sign_transfer, sign_withdrawal
-from layerlab.orchestration import RpcError, is_alive, rpc_call
+from layerlab.orchestration import RpcError, is_alive, rpc_call, write_json_atomically
 from tests.nodeproc import NodeProcess
 
 pytestmark = pytest.mark.slow
@@ -132,6 +132,7 @@ def test_the_operator_proves_pays_and_survives_a_kill(node: NodeProcess, w3: Web
         pid, _ = spawn_operator(tmp_path, node.url, desc["contract"], desc["deploy_block"],
                                 DEFAULT_SHAPE, port=port, batch_interval=0.3)
         desc["pids"].append(pid)
+        write_json_atomically(tmp_path / "zk.json", desc)  # so `down` stops it too
         after = account(url, a)["nonce"]
         # every acknowledged transfer is back (one more may have been journaled unanswered)
         assert nonce + len(acked) <= after <= nonce + len(acked) + 1
@@ -193,6 +194,7 @@ def test_a_batch_that_lands_while_the_operator_is_dead_is_adopted(node: NodeProc
                                 DEFAULT_SHAPE, port=int(url.rsplit(":", 1)[1]),
                                 batch_interval=0.3)
         desc["pids"].append(pid)
+        write_json_atomically(tmp_path / "zk.json", desc)  # so `down` stops it too
         status = rpc_call(url, "zk_status")
         assert len(status["batches"]) == 2 and status["pending"] == 0
         assert int(status["provenRoot"]) == witness.new_root == rollup.state_root()
