@@ -8,6 +8,19 @@ interface IGroth16Verifier {
                          uint256[1] calldata pubSignals) external view returns (bool);
 }
 
+/// circomlibjs's generated Poseidon contracts (poseidon_gencontract.js), one per input count.
+interface IPoseidon2 {
+    function poseidon(uint256[2] calldata inputs) external pure returns (uint256);
+}
+
+interface IPoseidon3 {
+    function poseidon(uint256[3] calldata inputs) external pure returns (uint256);
+}
+
+interface IPoseidon4 {
+    function poseidon(uint256[4] calldata inputs) external pure returns (uint256);
+}
+
 /// The layerlab ZK rollup on L1 (circuits/zk_rollup.circom).
 ///
 /// It keeps the Poseidon root of the L2 accounts and moves it only with a Groth16 proof whose
@@ -16,6 +29,13 @@ interface IGroth16Verifier {
 /// consumed deposit, W withdrawals) and `depositRecords` are the next M deposits of the queue
 /// (ax || ay || uint48 gwei each, zero padded), which this contract supplies itself so that a
 /// batch cannot skip them. Withdrawals in a verified batch are paid at once.
+///
+/// Escape hatch: when no batch has landed for `escapeBlocks` blocks, anyone may freeze the
+/// rollup. Then no batch or deposit is taken, each account is paid its balance in the last
+/// verified root once, on a Merkle proof of its leaf (circomlib's sparse Merkle tree, checked
+/// with circomlibjs's Poseidon contracts, ~30k gas a hash), to the L1 address that first
+/// deposited to its key (the L1 cannot afford to check the key's EdDSA signature), and each
+/// deposit still queued is refunded to its depositor.
 contract ZkRollup {
     uint256 internal constant FIELD =
         21888242871839275222246405745257275088548364400416034343698204186575808495617;
@@ -35,16 +55,30 @@ contract ZkRollup {
     uint256 public immutable nDeposits;
     uint256 public immutable nWithdrawals;
     uint256 public immutable indexBytes;
+    uint256 public immutable depth;
+    uint256 public immutable escapeBlocks;
+    IPoseidon2 public immutable poseidon2;
+    IPoseidon3 public immutable poseidon3;
+    IPoseidon4 public immutable poseidon4;
 
     uint256 public stateRoot;
     uint256 public batchCount;
     uint256 public nextDeposit;
     QueuedDeposit[] public deposits;
     mapping(address => uint256) public owed;
+    uint256 public lastBatchBlock;
+    bool public frozen;
+    mapping(uint256 => address) public depositor;
+    mapping(bytes32 => address) public keyOwner;
+    mapping(uint256 => bool) public escaped;
+    mapping(uint256 => bool) public refunded;
 
     event Deposited(uint256 indexed id, uint256 ax, uint256 ay, uint256 amountGwei);
     event BatchVerified(uint256 indexed batch, uint256 oldRoot, uint256 newRoot, uint256 depositsConsumed);
     event WithdrawalPaid(address indexed recipient, uint256 amountWei, bool sent);
+    event RollupFrozen(uint256 atBlock, uint256 root);
+    event Escaped(uint256 indexed account, address indexed owner, uint256 amountWei);
+    event DepositRefunded(uint256 indexed id, address indexed depositor, uint256 amountWei);
 
     error NotOperator(address caller);
     error BadDeposit(uint256 valueWei);
@@ -53,26 +87,44 @@ contract ZkRollup {
     error RootNotInField(uint256 newRoot);
     error InvalidProof(uint256 publicHash);
     error NothingOwed(address recipient);
+    error IsFrozen();
+    error NotFrozen();
+    error TooEarly(uint256 lastBatchBlock, uint256 escapeBlocks);
+    error AlreadyEscaped(uint256 account);
+    error BadMerkleProof(uint256 computedRoot);
+    error NoOwner(uint256 ax, uint256 ay);
+    error NotRefundable(uint256 id);
 
     constructor(IGroth16Verifier verifier_, address operator_, uint256 genesisRoot, uint256 nTransfers_,
-                uint256 nDeposits_, uint256 nWithdrawals_, uint256 depth) {
+                uint256 nDeposits_, uint256 nWithdrawals_, uint256 depth_, uint256 escapeBlocks_,
+                IPoseidon2 p2, IPoseidon3 p3, IPoseidon4 p4) {
         verifier = verifier_;
         operator = operator_;
         stateRoot = genesisRoot;
         nTransfers = nTransfers_;
         nDeposits = nDeposits_;
         nWithdrawals = nWithdrawals_;
-        indexBytes = depth / 8;
+        indexBytes = depth_ / 8;
+        depth = depth_;
+        escapeBlocks = escapeBlocks_;
+        poseidon2 = p2;
+        poseidon3 = p3;
+        poseidon4 = p4;
+        lastBatchBlock = block.number;
     }
 
     /// Queue a deposit of msg.value (a whole number of gwei, below 2^48 gwei) to the L2 account
     /// of Baby Jubjub key (ax, ay).
     function deposit(uint256 ax, uint256 ay) external payable {
+        if (frozen) revert IsFrozen();
         if (msg.value == 0 || msg.value % GWEI != 0 || msg.value / GWEI > MAX_AMOUNT) {
             revert BadDeposit(msg.value);
         }
         if (ax >= FIELD || ay >= FIELD) revert KeyNotInField(ax, ay);
         deposits.push(QueuedDeposit(ax, ay, uint48(msg.value / GWEI)));
+        depositor[deposits.length - 1] = msg.sender;
+        bytes32 key = keccak256(abi.encode(ax, ay));
+        if (keyOwner[key] == address(0)) keyOwner[key] = msg.sender;
         emit Deposited(deposits.length - 1, ax, ay, msg.value / GWEI);
     }
 
@@ -103,6 +155,7 @@ contract ZkRollup {
     }
 
     function submitBatch(uint256 newRoot, bytes calldata data, uint256[8] calldata proof) external {
+        if (frozen) revert IsFrozen();
         if (msg.sender != operator) revert NotOperator(msg.sender);
         if (data.length != dataLength()) revert BadDataLength(data.length, dataLength());
         if (newRoot >= FIELD) revert RootNotInField(newRoot);
@@ -114,8 +167,60 @@ contract ZkRollup {
         if (!ok) revert InvalidProof(h);
         stateRoot = newRoot;
         nextDeposit += consumed;
+        lastBatchBlock = block.number;
         emit BatchVerified(batchCount++, oldRoot, newRoot, consumed);
         _payWithdrawals(data);
+    }
+
+    /// Freeze the rollup once no batch has landed for more than `escapeBlocks` blocks.
+    function freeze() external {
+        if (frozen) revert IsFrozen();
+        if (block.number <= lastBatchBlock + escapeBlocks) revert TooEarly(lastBatchBlock, escapeBlocks);
+        frozen = true;
+        emit RollupFrozen(block.number, stateRoot);
+    }
+
+    /// The root of the tree with account `index` = (ax, ay, balance, nonce) on `siblings`
+    /// (circomlib's SMT: leaf Poseidon(index, Poseidon(ax, ay, balance, nonce), 1), the path
+    /// is the index's bits from the least significant, the root's child first).
+    function accountRoot(uint256 index, uint256 ax, uint256 ay, uint256 balance, uint256 nonce,
+                         uint256[] calldata siblings) public view returns (uint256 node) {
+        uint256 value = poseidon4.poseidon([ax, ay, balance, nonce]);
+        node = poseidon3.poseidon([index, value, 1]);
+        for (uint256 level = siblings.length; level > 0; level--) {
+            uint256 sibling = siblings[level - 1];
+            node = (index >> (level - 1)) & 1 == 1 ? poseidon2.poseidon([sibling, node])
+                                                  : poseidon2.poseidon([node, sibling]);
+        }
+    }
+
+    /// Once frozen: pay account `index` its balance in the last verified root, once.
+    function escape(uint256 index, uint256 ax, uint256 ay, uint256 balance, uint256 nonce,
+                    uint256[] calldata siblings) external {
+        if (!frozen) revert NotFrozen();
+        if (escaped[index]) revert AlreadyEscaped(index);
+        address owner = keyOwner[keccak256(abi.encode(ax, ay))];
+        if (owner == address(0)) revert NoOwner(ax, ay);
+        if (index >> depth != 0 || siblings.length > depth) revert BadMerkleProof(0);
+        uint256 root = accountRoot(index, ax, ay, balance, nonce, siblings);
+        if (root != stateRoot) revert BadMerkleProof(root);
+        escaped[index] = true;
+        uint256 amount = balance * GWEI;
+        (bool sent,) = owner.call{value: amount, gas: PAY_GAS}("");
+        if (!sent) owed[owner] += amount;
+        emit Escaped(index, owner, amount);
+    }
+
+    /// Once frozen: refund deposit `id`, which no verified batch consumed, to its depositor.
+    function refundDeposit(uint256 id) external {
+        if (!frozen) revert NotFrozen();
+        if (id < nextDeposit || id >= deposits.length || refunded[id]) revert NotRefundable(id);
+        refunded[id] = true;
+        uint256 amount = uint256(deposits[id].amount) * GWEI;
+        address to = depositor[id];
+        (bool sent,) = to.call{value: amount, gas: PAY_GAS}("");
+        if (!sent) owed[to] += amount;
+        emit DepositRefunded(id, to, amount);
     }
 
     /// Withdraw what a recipient that refused a payment is owed.

@@ -930,6 +930,10 @@ def demo(
     run_comparison(tx=tx, quick=True, console=console)
 
 
+from layerlab.zk_cli import zk_app  # noqa: E402
+
+app.add_typer(zk_app, name="zk")
+
 def main() -> None:
     try:
         app()

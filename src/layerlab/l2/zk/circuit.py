@@ -33,7 +33,7 @@ from layerlab.contracts import get_project_root
 from layerlab.errors import LayerlabError
 from layerlab.l2.zk.state import BatchShape
 
-__all__ = ["CircuitBuild", "ZkBuildError", "build_circuit"]
+__all__ = ["CircuitBuild", "ZkBuildError", "build_circuit", "compile_circom"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,28 +132,44 @@ def build_circuit(shape: BatchShape, root: Path | None = None) -> CircuitBuild:
 
 
 def _compile(shape: BatchShape, root: Path, directory: Path) -> dict[str, Any]:
+    constraints, seconds = compile_circom(_main_source(shape), directory, root, str(shape))
+    return {"shape": [shape.n_transfers, shape.n_deposits, shape.n_withdrawals, shape.depth],
+            "constraints": constraints, "compile_seconds": round(seconds, 2)}
+
+
+def compile_circom(main_source: str, directory: Path, root: Path | None = None,
+                   what: str = "circuit") -> tuple[int, float]:
+    """Compile ``main_source`` (it may include ``circuits/`` and ``circomlib/...``) with
+    circom2 ``--O2`` into ``directory`` (under ``root``): ``main.r1cs`` and
+    ``main_js/main.wasm``. Returns the constraint count and the seconds it took."""
+    root = (root or get_project_root()).resolve()
+    directory = directory.resolve()
     node = shutil.which("node")
     if node is None:
         raise ZkBuildError("Node.js (`node`) is not on PATH; install Node 20 and run `npm ci`")
     _package_version(root, "circomlib")
-    main = directory / "main.circom"
-    main.write_text(_main_source(shape))
-    # circom2's WASI sandbox only sees the working directory and its parents: relative paths.
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.circom").write_text(main_source)
+    # circom2's WASI sandbox only sees the working directory and its parents (relative
+    # paths), and cannot follow a symlinked node_modules (a git worktree's): circomlib's
+    # circuits (3 MB) are copied beside the build and included from there.
     rel = directory.relative_to(root)
+    lib = directory / "lib"
+    shutil.rmtree(lib, ignore_errors=True)
+    shutil.copytree(root / "node_modules" / "circomlib" / "circuits", lib / "circomlib" / "circuits")
     command = [node, "node_modules/circom2/cli.js", str(rel / "main.circom"), "--r1cs", "--wasm",
-               "--O2", "-l", "circuits", "-l", "node_modules", "-o", str(rel)]
+               "--O2", "-l", "circuits", "-l", str(rel / "lib"), "-o", str(rel)]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=root, capture_output=True, text=True,
                           timeout=COMPILE_TIMEOUT_SECONDS, check=False)
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not (directory / "main.r1cs").is_file():
-        raise ZkBuildError(f"circom2 failed on {shape} (exit {proc.returncode}): "
+        raise ZkBuildError(f"circom2 failed on {what} (exit {proc.returncode}): "
                            f"{(proc.stdout + proc.stderr)[-2000:]}")
     counts = dict(_CONSTRAINTS_RE.findall(proc.stdout))
     constraints = int(counts.get("non-linear", 0)) + int(counts.get("linear", 0))
-    logger.info("compiled %s: %d constraints in %.1f s", shape, constraints, seconds)
-    return {"shape": [shape.n_transfers, shape.n_deposits, shape.n_withdrawals, shape.depth],
-            "constraints": constraints, "compile_seconds": round(seconds, 2)}
+    logger.info("compiled %s: %d constraints in %.1f s", what, constraints, seconds)
+    return constraints, seconds
 
 
 def _setup(directory: Path) -> dict[str, Any]:

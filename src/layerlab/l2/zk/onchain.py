@@ -30,9 +30,10 @@ from layerlab.errors import ContractCompileError
 from layerlab.l2.l1client import L1Contract, L1TxError
 from layerlab.l2.zk.circuit import CircuitBuild
 from layerlab.l2.zk.prover import decode_proof
-from layerlab.l2.zk.state import GWEI, BatchWitness, QueuedDeposit
+from layerlab.l2.zk.state import GWEI, BatchWitness, QueuedDeposit, ZkState
 
-__all__ = ["ZkRollupContract", "ZkRollupTxError", "compile_verifier", "deploy_zk_rollup"]
+__all__ = ["DEFAULT_ESCAPE_BLOCKS", "ZkRollupContract", "ZkRollupTxError", "compile_verifier",
+           "compile_verifier_for", "deploy_zk_rollup", "poseidon_artifacts"]
 
 SUBMIT_BASE_GAS = 450_000
 """submitBatch's bound before data and items: 21k + the Groth16 check (~194k) + SHA-256 +
@@ -43,14 +44,27 @@ SUBMIT_GAS_PER_ITEM = 40_000
 well under this)."""
 
 
+ESCAPE_BASE_GAS = 120_000
+ESCAPE_GAS_PER_HASH = 60_000
+"""A bound on circomlibjs's Poseidon contracts (~30-50k gas a hash, zk-costs.md)."""
+
+
 class ZkRollupTxError(L1TxError):
     """A ``ZkRollup`` call or transaction was refused (its custom error by name)."""
 
 
 def compile_verifier(build: CircuitBuild, root: Path | None = None) -> ContractArtifact:
     """snarkjs's verifier for ``build``'s key, rendered and compiled once per build."""
+    return compile_verifier_for(build.directory / "vk.json", build.directory, root)
+
+
+def compile_verifier_for(vk_json: Path, directory: Path,
+                         root: Path | None = None) -> ContractArtifact:
+    """snarkjs's verifier for the verification key ``vk_json`` (snarkjs's JSON shape, from
+    groth16py or ``snarkjs zkey export verificationkey``), rendered into ``directory`` as
+    ``ZkVerifier.sol`` and compiled; cached there as ``ZkVerifier.json``."""
     root = (root or get_project_root()).resolve()
-    cached = build.directory / "ZkVerifier.json"
+    cached = directory / "ZkVerifier.json"
     if cached.is_file():
         data = json.loads(cached.read_text())
         return ContractArtifact(name=data["name"], abi=tuple(data["abi"]),
@@ -60,10 +74,9 @@ def compile_verifier(build: CircuitBuild, root: Path | None = None) -> ContractA
     node = shutil.which("node")
     if node is None:
         raise ContractCompileError("Node.js (`node`) is needed to render snarkjs's verifier")
-    source = build.directory / "ZkVerifier.sol"
-    proc = subprocess.run([node, str(root / "scripts" / "zk_verifier.mjs"),
-                           str(build.directory / "vk.json"), str(source)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    source = directory / "ZkVerifier.sol"
+    proc = subprocess.run([node, str(root / "scripts" / "zk_verifier.mjs"), str(vk_json),
+                           str(source)], capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         raise ContractCompileError(f"rendering snarkjs's verifier failed: {proc.stderr.strip()}")
     sources = {"ZkVerifier.sol": source.read_text()}
@@ -81,14 +94,46 @@ class BatchReceipt:
     receipt: TxReceipt
 
 
+DEFAULT_ESCAPE_BLOCKS = 1000
+"""Blocks without a batch after which anyone may freeze the rollup (the escape hatch)."""
+
+
+def poseidon_artifacts(root: Path | None = None) -> dict[int, ContractArtifact]:
+    """circomlibjs's generated Poseidon contracts for 2, 3 and 4 inputs (what the escape
+    hatch hashes a Merkle path with), made once by ``scripts/poseidon_contracts.mjs`` and
+    cached in ``build/zk/poseidon.json``."""
+    root = (root or get_project_root()).resolve()
+    cached = root / "build" / "zk" / "poseidon.json"
+    if not cached.is_file():
+        node = shutil.which("node")
+        if node is None:
+            raise ContractCompileError("Node.js (`node`) is needed for circomlibjs's Poseidon "
+                                       "contracts")
+        proc = subprocess.run([node, str(root / "scripts" / "poseidon_contracts.mjs"), "2", "3",
+                               "4"], capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise ContractCompileError(f"circomlibjs's Poseidon contracts: {proc.stderr.strip()}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(proc.stdout)
+    data = json.loads(cached.read_text())
+    return {int(n): ContractArtifact(name=f"Poseidon{n}", abi=tuple(v["abi"]),
+                                     bytecode=bytes.fromhex(v["bytecode"].removeprefix("0x")),
+                                     deployed_bytecode=b"", source_name="circomlibjs")
+            for n, v in data.items()}
+
+
 def deploy_zk_rollup(w3: Web3, deployer: str, operator: str, build: CircuitBuild,
-                     genesis_root: int = 0) -> ZkRollupContract:
-    """Deploy the build's verifier and a ``ZkRollup`` using it, from ``deployer``."""
+                     genesis_root: int = 0,
+                     escape_blocks: int = DEFAULT_ESCAPE_BLOCKS) -> ZkRollupContract:
+    """Deploy the build's verifier, circomlibjs's Poseidon contracts and a ``ZkRollup``
+    using them, from ``deployer``."""
     verifier = deploy(w3, compile_verifier(build), sender=deployer)
+    hashers = [deploy(w3, artifact, sender=deployer).address
+               for _, artifact in sorted(poseidon_artifacts().items())]
     shape = build.shape
     contract = deploy(w3, load_artifact("ZkRollup"), verifier.address, operator, genesis_root,
                       shape.n_transfers, shape.n_deposits, shape.n_withdrawals, shape.depth,
-                      sender=deployer)
+                      escape_blocks, *hashers, sender=deployer)
     return ZkRollupContract(w3, contract)
 
 
@@ -126,6 +171,22 @@ class ZkRollupContract:
 
     def submit(self, key: bytes, witness: BatchWitness, proof: bytes) -> BatchReceipt:
         return self.submit_batch(key, witness.new_root, witness.data, proof)
+
+    def freeze(self, key: bytes) -> TxReceipt:
+        return self.l1.transact(key, "ZkRollup.freeze", self.fn.freeze())
+
+    def escape(self, key: bytes, state: ZkState, index: int) -> TxReceipt:
+        """Claim account ``index``'s balance in ``state`` (the last verified root) on its
+        Merkle proof; paid to the L1 address that first deposited to its key."""
+        account = state.get_account(index)
+        siblings = list(state.tree.prove(index).siblings)
+        fn: Any = self.fn.escape(index, account.ax, account.ay, account.balance, account.nonce,
+                                 siblings)
+        return self.l1.transact(key, "ZkRollup.escape", fn, gas=ESCAPE_BASE_GAS
+                                + ESCAPE_GAS_PER_HASH * (len(siblings) + 2))
+
+    def refund_deposit(self, key: bytes, deposit_id: int) -> TxReceipt:
+        return self.l1.transact(key, "ZkRollup.refundDeposit", self.fn.refundDeposit(deposit_id))
 
     @staticmethod
     def wei(gwei: int) -> int:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import groth16py
 
@@ -23,7 +23,7 @@ from layerlab.errors import InvalidProof
 from layerlab.l2.zk.circuit import CircuitBuild
 from layerlab.l2.zk.state import BatchWitness
 
-__all__ = ["ZkProof", "ZkProver", "decode_proof"]
+__all__ = ["ZkProof", "ZkProver", "compute_wtns", "decode_proof"]
 
 WITNESS_TIMEOUT_SECONDS: Final = 600.0
 
@@ -45,6 +45,22 @@ def decode_proof(proof: bytes) -> tuple[list[int], list[list[int]], list[int]]:
     return [w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]]
 
 
+def compute_wtns(witness_script: Path, wasm: Path, inputs: dict[str, Any], wtns: Path) -> None:
+    """Run circom's ``generate_witness.js`` on ``inputs`` (signal name -> decimal strings)
+    into ``wtns``; raises :class:`InvalidProof` when the circuit's constraints fail."""
+    node = shutil.which("node")
+    if node is None:
+        raise InvalidProof("Node.js (`node`) is needed for circom's witness calculator")
+    inputs_path = wtns.with_suffix(".json")
+    inputs_path.write_text(json.dumps(inputs))
+    proc = subprocess.run([node, str(witness_script), str(wasm), str(inputs_path), str(wtns)],
+                          capture_output=True, text=True, timeout=WITNESS_TIMEOUT_SECONDS,
+                          check=False)
+    if proc.returncode != 0 or not wtns.is_file():
+        raise InvalidProof(f"the circuit refuses the batch's witness: "
+                           f"{(proc.stdout + proc.stderr).strip()[-800:]}")
+
+
 class ZkProver:
     """Proves batches of one :class:`CircuitBuild` with its devnet key."""
 
@@ -56,17 +72,7 @@ class ZkProver:
     def compute_witness(self, witness: BatchWitness, wtns: Path) -> None:
         """Write circom's ``.wtns`` for ``witness.inputs``; raises :class:`InvalidProof` when
         the circuit's constraints fail (a step it cannot prove)."""
-        node = shutil.which("node")
-        if node is None:
-            raise InvalidProof("Node.js (`node`) is needed for circom's witness calculator")
-        inputs = wtns.with_suffix(".json")
-        inputs.write_text(json.dumps(witness.inputs))
-        proc = subprocess.run([node, str(self.build.witness_script), str(self.build.wasm),
-                               str(inputs), str(wtns)], capture_output=True, text=True,
-                              timeout=WITNESS_TIMEOUT_SECONDS, check=False)
-        if proc.returncode != 0 or not wtns.is_file():
-            raise InvalidProof(f"the circuit refuses the batch's witness: "
-                               f"{(proc.stdout + proc.stderr).strip()[-800:]}")
+        compute_wtns(self.build.witness_script, self.build.wasm, witness.inputs, wtns)
 
     def prove(self, witness: BatchWitness) -> ZkProof:
         with tempfile.TemporaryDirectory(prefix="zkwtns-") as tmp:

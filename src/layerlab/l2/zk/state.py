@@ -41,6 +41,9 @@ __all__ = [
     "Withdrawal",
     "ZkState",
     "ZkTxError",
+    "apply_deposit",
+    "apply_transfer",
+    "apply_withdrawal",
     "build_batch",
     "compute_public_hash",
     "sign_transfer",
@@ -197,6 +200,10 @@ class ZkState:
         proof = self.tree.prove(key)
         return list(proof.siblings) + [0] * (self.depth - len(proof.siblings))
 
+    def put(self, index: int, account: Account) -> None:
+        """Set account ``index`` with no checks: a replay of data an L1 verified."""
+        self._write(index, account)
+
     def _write(self, index: int, account: Account) -> None:
         self.accounts[index] = account
         self.tree.set(index, account.leaf)
@@ -244,6 +251,49 @@ def _check_signed(state: ZkState, index: int, nonce: int, msg: int, sig: EdDSASi
         raise ZkTxError("balance", f"{what} from account {index}: holds {account.balance} gwei, "
                                    f"needs {amount}")
     return account
+
+
+def apply_deposit(state: ZkState, dep: QueuedDeposit) -> int:
+    """Credit ``dep`` as a batch would (to the account of its key, or a new one at the next
+    free index) without a witness; returns the index. Raises :class:`ZkTxError`, nothing
+    changed."""
+    _check_amount(dep.amount, "deposit")
+    index = state.find_index((dep.ax, dep.ay))
+    before = Account(dep.ax, dep.ay, 0, 0) if index is None else state.accounts[index]
+    index = state.next_free_index() if index is None else index
+    if before.balance + dep.amount >= 1 << BALANCE_BITS:
+        raise ZkTxError("overflow", f"deposit to account {index} overflows its balance")
+    state._write(index, Account(dep.ax, dep.ay, before.balance + dep.amount, before.nonce))
+    return index
+
+
+def apply_transfer(state: ZkState, tx: Transfer) -> None:
+    """Check ``tx`` as the circuit does and apply it (no witness); on :class:`ZkTxError`
+    nothing changed."""
+    _check_amount(tx.amount, "transfer")
+    msg = Transfer.message(tx.from_index, tx.to_index, tx.amount, tx.nonce)
+    sender = _check_signed(state, tx.from_index, tx.nonce, msg, tx.signature, tx.amount,
+                           "transfer")
+    receiver = state.get_account(tx.to_index)
+    if tx.to_index != tx.from_index and receiver.balance + tx.amount >= 1 << BALANCE_BITS:
+        raise ZkTxError("overflow", f"transfer to account {tx.to_index} overflows its balance")
+    state._write(tx.from_index, Account(sender.ax, sender.ay, sender.balance - tx.amount,
+                                        sender.nonce + 1))
+    receiver = state.accounts[tx.to_index]
+    state._write(tx.to_index, Account(receiver.ax, receiver.ay, receiver.balance + tx.amount,
+                                      receiver.nonce))
+
+
+def apply_withdrawal(state: ZkState, w: Withdrawal) -> None:
+    """Check ``w`` as the circuit does and debit it (no witness); on :class:`ZkTxError`
+    nothing changed."""
+    _check_amount(w.amount, "withdrawal")
+    if len(w.recipient) != 20:
+        raise ZkTxError("malformed", f"withdrawal recipient is {len(w.recipient)} bytes, not 20")
+    msg = Withdrawal.message(w.from_index, w.recipient, w.amount, w.nonce)
+    sender = _check_signed(state, w.from_index, w.nonce, msg, w.signature, w.amount, "withdrawal")
+    state._write(w.from_index, Account(sender.ax, sender.ay, sender.balance - w.amount,
+                                       sender.nonce + 1))
 
 
 def _dummy_signature() -> tuple[Point, EdDSASignature]:
