@@ -53,6 +53,7 @@ from eth._utils.padding import zpad_right
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI, VirtualMachineAPI
 from eth.exceptions import VMError
 from eth.precompiles.modexp import extract_lengths, modexp
+from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE, GAS_PER_BLOB, MIN_BLOB_BASE_FEE
 from eth.vm.forks.cancun.state import get_total_blob_gas
 from eth.vm.forks.prague import PragueVM
@@ -333,9 +334,31 @@ class OsakaState(BlobScheduleState, PragueState):
         super().validate_transaction(transaction)
 
 
+def encode_block(block: BlockAPI) -> bytes:
+    """The block's RLP as on the wire: ``[header, transactions, uncles, withdrawals...]``.
+
+    A typed transaction (EIP-2718) is the RLP string of its envelope ``type || payload``,
+    a legacy one its RLP list, as py-evm's transaction builders serialize them. This is
+    done per transaction because ``rlp.encode(block)`` serializes through the block class's
+    builder, which refuses a typed transaction of an older fork's class (py-evm's
+    ``as_signed_transaction`` returns e.g. a ``LondonTypedTransaction`` from Prague's builder).
+    """
+    items: list[Any] = []
+    for name, sedes in type(block)._meta.fields:  # type: ignore[attr-defined]
+        value = getattr(block, name)
+        if name == "transactions":
+            items.append([
+                tx.encode() if isinstance(tx, TypedTransaction) else type(tx).serialize(tx)
+                for tx in value
+            ])
+        else:
+            items.append(sedes.serialize(value))
+    return bytes(rlp.encode(items))
+
+
 def is_block_too_large(block: BlockAPI) -> bool:
     """EIP-7934's ``exceed_max_rlp_block_size``: the block's RLP is over ``MAX_RLP_BLOCK_SIZE``."""
-    return len(rlp.encode(block)) > MAX_RLP_BLOCK_SIZE
+    return len(encode_block(block)) > MAX_RLP_BLOCK_SIZE
 
 
 class OsakaVM(BlobScheduleVM, PragueVM):  # type: ignore[misc]
@@ -347,7 +370,7 @@ class OsakaVM(BlobScheduleVM, PragueVM):  # type: ignore[misc]
     blob_base_fee_bounded_by_execution_cost = True
 
     def validate_block(self, block: BlockAPI) -> None:
-        size = len(rlp.encode(block))
+        size = len(encode_block(block))
         if size > MAX_RLP_BLOCK_SIZE:
             raise ValidationError(
                 f"block RLP size {size} exceeds MAX_RLP_BLOCK_SIZE {MAX_RLP_BLOCK_SIZE} (EIP-7934)"

@@ -1,17 +1,21 @@
-"""Osaka rules in mined blocks: CLZ (EIP-7939), the gas cap (EIP-7825), blob schedules (EIP-7892, EIP-7918)."""
+"""Osaka in mined blocks: CLZ, gas cap, blob schedules, RLP size limit (EIP-7939, 7825, 7892, 7918, 7934)."""
 
 from __future__ import annotations
 
 import pytest
+import rlp
 from eth.vm.forks.cancun.constants import GAS_PER_BLOB
 from eth.vm.forks.prague import PragueVM
 from eth_utils.exceptions import ValidationError
 
 from layerlab.l1.chain.osaka import (
     BPO1_BLOB_SCHEDULE,
+    MAX_RLP_BLOCK_SIZE,
     TX_GAS_LIMIT_CAP,
     OsakaVM,
     compute_excess_blob_gas,
+    encode_block,
+    is_block_too_large,
     make_bpo_vm,
 )
 
@@ -37,7 +41,7 @@ def _clz_contract() -> bytes:
 
 def test_clz_in_a_mined_block_gives_the_eip_table() -> None:
     chain = make_chain(OsakaVM, _clz_contract())
-    block, receipts, computations = chain.mine_all([signed_tx(0, CONTRACT)])
+    _, _, computations = chain.mine_all([signed_tx(0, CONTRACT)])
     assert computations[0].is_success
     state = chain.get_vm().state
     for slot, (_, expected) in enumerate(CLZ_CASES):
@@ -104,8 +108,33 @@ def test_bpo_vm_follows_its_blob_parameters() -> None:
         return output // denominator
 
     header = chain.get_vm().get_header().copy(excess_blob_gas=excess)
-    ctx_state = chain.get_vm_class(header)(header, chain.chaindb, chain.chain_context, chain.consensus_context).state
-    assert ctx_state.blob_base_fee == fake_exponential(1, excess, 8_346_193) == 20
-    osaka_header = make_chain(OsakaVM).get_vm().get_header().copy(excess_blob_gas=excess)
+    assert chain.get_vm(header).state.blob_base_fee == fake_exponential(1, excess, 8_346_193) == 20
+    osaka_chain = make_chain(OsakaVM)
+    osaka_header = osaka_chain.get_vm().get_header().copy(excess_blob_gas=excess)
     assert OsakaVM.get_state_class().blob_schedule.base_fee_update_fraction == 5_007_716
-    del osaka_header
+    assert osaka_chain.get_vm(osaka_header).state.blob_base_fee == fake_exponential(1, excess, 5_007_716)
+
+
+def test_block_rlp_with_typed_transactions_round_trips() -> None:
+    """EIP-7934 measures the wire RLP: it decodes back to the same block and hash."""
+    chain = make_chain(OsakaVM)
+    result, _, _ = chain.mine_all([signed_tx(0, CONTRACT), signed_tx(1, CONTRACT, data=b"\x01" * 100)])
+    block = result.imported_block
+    encoded = encode_block(block)
+    decoded = rlp.decode(encoded, sedes=type(block))
+    assert decoded.hash == block.hash
+    assert [tx.hash for tx in decoded.transactions] == [tx.hash for tx in block.transactions]
+    assert rlp.encode(decoded) == encoded  # the block class's own serialization, on its own tx types
+    assert not is_block_too_large(block)
+
+
+def test_block_over_the_rlp_size_limit_is_refused() -> None:
+    chain = make_chain(OsakaVM)
+    data = b"\xff" * 1_000_000
+    big = [signed_tx(i, CONTRACT, data=data, gas=TX_GAS_LIMIT_CAP) for i in range(9)]
+    block = chain.get_vm().get_block().copy(transactions=big)
+    assert len(encode_block(block)) > MAX_RLP_BLOCK_SIZE
+    assert is_block_too_large(block)
+    with pytest.raises(ValidationError, match="EIP-7934"):
+        chain.get_vm().validate_block(block)
+    assert not is_block_too_large(chain.get_vm().get_block().copy(transactions=big[:8]))
