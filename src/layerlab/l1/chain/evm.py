@@ -210,8 +210,6 @@ class LayerlabMiningChain(MiningChain):
 
     @classmethod
     def get_vm_class(cls, header: BlockHeaderAPI) -> type[Any]:
-        if cls.by_number:
-            return super().get_vm_class(header)  # type: ignore[no-any-return]
         return cls.vm_at(header.block_number, header.timestamp)
 
     def get_vm_class_for_block_number(self, block_number: int) -> type[Any]:  # type: ignore[override]

@@ -18,7 +18,7 @@ is refused (a devnet's consensus engine decides its difficulty, not the schedule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from eth.abc import VirtualMachineAPI
 from eth.vm.forks import (
@@ -42,6 +42,25 @@ from eth.vm.forks import (
 )
 
 from layerlab.errors import ConfigError
+from layerlab.l1.chain.osaka import (
+    BPO1_BLOB_SCHEDULE,
+    BPO2_BLOB_SCHEDULE,
+    BlobSchedule,
+    OsakaVM,
+    make_bpo_vm,
+)
+
+
+def _default_bpo_vms() -> dict[str, type[VirtualMachineAPI]]:
+    vms: dict[str, type[VirtualMachineAPI]] = {}
+    base: type[VirtualMachineAPI] = OsakaVM
+    for n in range(1, 6):
+        schedule = BPO1_BLOB_SCHEDULE if n == 1 else BPO2_BLOB_SCHEDULE
+        base = vms[f"bpo{n}"] = make_bpo_vm(base, f"bpo{n}", *schedule.as_tuple())
+    return vms
+
+
+_DEFAULT_BPO_VMS = _default_bpo_vms()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +98,19 @@ FORKS: tuple[Fork, ...] = (
     Fork("shanghai", ShanghaiVM, "shanghaiTime", by_time=True),
     Fork("cancun", CancunVM, "cancunTime", by_time=True),
     Fork("prague", PragueVM, "pragueTime", by_time=True),
+    Fork("osaka", OsakaVM, "osakaTime", by_time=True),
+    # The blob-parameter-only forks (EIP-7892) take their parameters from the genesis's
+    # ``blobSchedule``; these VMs, with mainnet's BPO1 and BPO2 figures (BPO3-5 keep BPO2's
+    # until a schedule sets them), serve a schedule that gives none (``from_genesis``).
+    *(Fork(name, vm, f"{name}Time", by_time=True) for name, vm in _DEFAULT_BPO_VMS.items()),
 )
 FORKS_BY_NAME = {fork.name: fork for fork in FORKS}
+BPO_FORKS = ("bpo1", "bpo2", "bpo3", "bpo4", "bpo5")
 
 DEFAULT_FORK = "cancun"
 """The fork a new devnet runs from genesis (every earlier fork also active at genesis)."""
 
-UNSUPPORTED_FORK_KEYS = (
-    "osakaTime", "bpo1Time", "bpo2Time", "bpo3Time", "bpo4Time", "bpo5Time",
-    "amsterdamTime", "bogotaTime", "verkleTime",
-)
+UNSUPPORTED_FORK_KEYS = ("amsterdamTime", "bogotaTime", "verkleTime", "eip7928Time")
 """geth fork keys of forks this node does not implement: scheduling one is refused."""
 
 
@@ -98,6 +120,20 @@ class Activation:
 
     fork: str
     at: int
+    blob_schedule: BlobSchedule | None = None
+    """A BPO fork's parameters (the genesis's ``blobSchedule`` entry); None: the default VM's."""
+
+
+_BPO_VMS: dict[tuple[type[VirtualMachineAPI], str, BlobSchedule], type[VirtualMachineAPI]] = {}
+
+
+def get_bpo_vm(base: type[VirtualMachineAPI], name: str, schedule: BlobSchedule) -> type[VirtualMachineAPI]:
+    """:func:`~layerlab.l1.chain.osaka.make_bpo_vm`, one class per (base, name, schedule)."""
+    key = (base, name, schedule)
+    vm = _BPO_VMS.get(key)
+    if vm is None:
+        vm = _BPO_VMS[key] = make_bpo_vm(base, name, *schedule.as_tuple())
+    return vm
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +145,8 @@ class ForkSchedule:
     """
 
     activations: tuple[Activation, ...] = ()
+    _resolved: tuple[Fork, ...] = field(default=(), compare=False, repr=False)
+    """The scheduled forks with their VMs (a BPO fork's built on the fork before it)."""
 
     @classmethod
     def from_genesis(cls, fork: str = DEFAULT_FORK) -> ForkSchedule:
@@ -143,10 +181,23 @@ class ForkSchedule:
                 if act.at < last_block:
                     raise ConfigError(f"{act.fork} block {act.at} is before an earlier fork's {last_block}")
                 last_block = act.at
+            if act.blob_schedule is not None and act.fork not in BPO_FORKS:
+                raise ConfigError(f"fork {act.fork} takes no blob schedule (only BPO forks do)")
+        object.__setattr__(self, "_resolved", self._resolve())
+
+    def _resolve(self) -> tuple[Fork, ...]:
+        resolved = [FORKS[0]]
+        for act in self.activations:
+            fork = FORKS_BY_NAME[act.fork]
+            if act.blob_schedule is not None:
+                fork = replace(fork, vm_class=get_bpo_vm(resolved[-1].vm_class, fork.name, act.blob_schedule))
+            resolved.append(fork)
+        return tuple(resolved)
 
     @property
     def forks(self) -> tuple[Fork, ...]:
-        return (FORKS[0], *(FORKS_BY_NAME[a.fork] for a in self.activations))
+        """Frontier and the scheduled forks, oldest first, each with the VM it runs."""
+        return self._resolved
 
     @property
     def last(self) -> Fork:
@@ -155,9 +206,8 @@ class ForkSchedule:
 
     def fork_at(self, number: int, timestamp: int) -> Fork:
         """The fork that executes a block with this number and timestamp."""
-        current = FORKS[0]
-        for act in self.activations:
-            fork = FORKS_BY_NAME[act.fork]
+        current = self._resolved[0]
+        for act, fork in zip(self.activations, self._resolved[1:], strict=True):
             if (timestamp if fork.by_time else number) < act.at:
                 break
             current = fork
@@ -171,9 +221,8 @@ class ForkSchedule:
     def vm_configuration(self, genesis_timestamp: int) -> tuple[tuple[int, Fork], ...]:
         """py-evm's ``vm_configuration`` (start block, fork), timestamp forks already active
         at genesis counted from block 0 and later ones left out (see :meth:`fork_at`)."""
-        config: list[tuple[int, Fork]] = [(0, FORKS[0])]
-        for act in self.activations:
-            fork = FORKS_BY_NAME[act.fork]
+        config: list[tuple[int, Fork]] = [(0, self._resolved[0])]
+        for act, fork in zip(self.activations, self._resolved[1:], strict=True):
             if fork.by_time:
                 if act.at > genesis_timestamp:
                     break
@@ -185,3 +234,4 @@ class ForkSchedule:
             else:
                 config.append((start, fork))
         return tuple(config)
+

@@ -18,20 +18,32 @@ storage keys may lack the ``0x`` prefix. Missing header fields take geth's defau
 ``ethash`` section (131,072 with one and no ``mixHash``), base fee 1 gwei once London is
 active at genesis, blob fields 0 once Cancun is.
 
-Refused with :class:`ConfigError`, naming the key: forks the node does not implement
-(:data:`~layerlab.l1.chain.forks.UNSUPPORTED_FORK_KEYS`: Osaka, the BPO forks...), the DAO
-fork's irregular state change (``daoForkSupport`` with a ``daoForkBlock``), clique, a merge
-by total difficulty that the genesis has not reached without ``mergeNetsplitBlock``, a
-``blobSchedule`` entry that differs from the EIP-4844/7691 parameters py-evm executes, and a
-genesis ``number`` or ``gasUsed`` other than 0.
+Every fork from ``homesteadBlock`` to ``osakaTime`` and ``bpo1Time``..``bpo5Time`` is
+scheduled (:mod:`layerlab.l1.chain.forks`); a BPO fork runs its ``blobSchedule`` entry.
+
+Refused with :class:`~layerlab.errors.UnsupportedFork` (a :class:`ConfigError`; ``key``
+names it): forks the node does not implement
+(:data:`~layerlab.l1.chain.forks.UNSUPPORTED_FORK_KEYS`: Amsterdam...), the DAO fork's
+irregular state change (``daoForkSupport`` with a ``daoForkBlock``), clique, a merge by
+total difficulty that the genesis has not reached without ``mergeNetsplitBlock``. Refused
+with :class:`~layerlab.errors.UnknownConfigKey`: keys geth's format does not have. Refused
+with :class:`ConfigError`: a ``blobSchedule`` entry for Cancun, Prague or Osaka that
+differs from what their VMs execute, a scheduled BPO fork without one, and a genesis
+``number`` or ``gasUsed`` other than 0.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from layerlab.errors import ConfigError
-from layerlab.l1.chain.forks import FORKS, UNSUPPORTED_FORK_KEYS, Activation, ForkSchedule
+from layerlab.errors import ConfigError, UnknownConfigKey, UnsupportedFork
+from layerlab.l1.chain.forks import BPO_FORKS, FORKS, UNSUPPORTED_FORK_KEYS, Activation, ForkSchedule
+from layerlab.l1.chain.osaka import (
+    CANCUN_BLOB_SCHEDULE,
+    OSAKA_BLOB_SCHEDULE,
+    PRAGUE_BLOB_SCHEDULE,
+    BlobSchedule,
+)
 from layerlab.primitives.types import GWEI, ChainId, Wei
 
 GETH_GENESIS_GAS_LIMIT = 4_712_388
@@ -42,10 +54,12 @@ INITIAL_BASE_FEE = 1 * GWEI
 """``params.InitialBaseFee`` (EIP-1559)."""
 
 BLOB_SCHEDULE = {
-    "cancun": {"target": 3, "max": 6, "baseFeeUpdateFraction": 3_338_477},
-    "prague": {"target": 6, "max": 9, "baseFeeUpdateFraction": 5_007_716},
+    "cancun": CANCUN_BLOB_SCHEDULE,
+    "prague": PRAGUE_BLOB_SCHEDULE,
+    "osaka": OSAKA_BLOB_SCHEDULE,
 }
-"""The blob parameters py-evm's Cancun (EIP-4844) and Prague (EIP-7691) VMs execute."""
+"""The blob parameters the Cancun (EIP-4844), Prague (EIP-7691) and Osaka VMs execute; a BPO
+fork's come from the genesis's ``blobSchedule`` (EIP-7892)."""
 
 _HEADER_KEYS = {"config", "nonce", "timestamp", "extraData", "gasLimit", "difficulty",
                 "mixHash", "coinbase", "alloc", "number", "gasUsed", "parentHash",
@@ -116,21 +130,31 @@ def _parse_alloc(data: Any) -> dict[bytes, Any]:
     return alloc
 
 
-def _parse_schedule(config: dict[str, Any], genesis_difficulty: int) -> ForkSchedule:
-    """The fork schedule of a geth ``config`` object (see :mod:`layerlab.l1.chain.forks`)."""
+def _parse_schedule(config: dict[str, Any], genesis_difficulty: int, genesis_timestamp: int,
+                    genesis_only: bool) -> ForkSchedule:
+    """The fork schedule of a geth ``config`` object (see :mod:`layerlab.l1.chain.forks`).
+
+    With ``genesis_only`` the schedule stops at the fork active at genesis, and the
+    refusals that concern only later blocks (the DAO fork's state change, a merge by total
+    difficulty) are skipped: enough to build and hash the genesis block (``geth init``).
+    """
     for key in UNSUPPORTED_FORK_KEYS:
         if config.get(key) is not None:
-            raise ConfigError(f"config.{key}: this node does not implement that fork")
-    if config.get("daoForkSupport") and config.get("daoForkBlock") is not None:
-        raise ConfigError(
-            f"config.daoForkBlock {config['daoForkBlock']}: the DAO fork's state change is not "
-            "implemented (remove daoForkBlock or set daoForkSupport false)"
-        )
-    if "clique" in config:
-        raise ConfigError("config.clique: clique proof of authority is not implemented")
-    unknown = set(config) - set(_BLOCK_KEYS) - set(_TIME_KEYS) - _OTHER_CONFIG_KEYS - {"petersburgBlock"}
+            raise UnsupportedFork(key, f"config.{key}: this node does not implement that fork")
+    unknown = sorted(set(config) - set(_BLOCK_KEYS) - set(_TIME_KEYS) - _OTHER_CONFIG_KEYS
+                     - {"petersburgBlock"})
     if unknown:
-        raise ConfigError(f"unknown geth chain config keys: {sorted(unknown)}")
+        raise UnknownConfigKey(unknown, f"unknown geth chain config keys: {unknown}")
+    if "clique" in config:
+        raise UnsupportedFork("clique", "config.clique: clique proof of authority is not implemented")
+    dao = config.get("daoForkBlock")
+    if config.get("daoForkSupport") and dao is not None and \
+            not (genesis_only and _int(dao, "config.daoForkBlock") > 0):
+        raise UnsupportedFork(
+            "daoForkBlock",
+            f"config.daoForkBlock {dao}: the DAO fork's state change is not "
+            "implemented (remove daoForkBlock or set daoForkSupport false)",
+        )
     eip155, eip158 = config.get("eip155Block"), config.get("eip158Block")
     if eip155 is not None and eip158 is not None and \
             _int(eip155, "config.eip155Block") != _int(eip158, "config.eip158Block"):
@@ -150,11 +174,13 @@ def _parse_schedule(config: dict[str, Any], genesis_difficulty: int) -> ForkSche
             blocks["mergeNetsplitBlock"] = 0
         elif config.get("mergeNetsplitBlock") is not None:
             blocks["mergeNetsplitBlock"] = _int(config["mergeNetsplitBlock"], "config.mergeNetsplitBlock")
-        else:
-            raise ConfigError(
+        elif not genesis_only:
+            raise UnsupportedFork(
+                "terminalTotalDifficulty",
                 f"config.terminalTotalDifficulty {ttd}: a merge by total difficulty needs "
-                "mergeNetsplitBlock, the block at which Paris starts on this node"
+                "mergeNetsplitBlock, the block at which Paris starts on this node",
             )
+    blob_schedule = _parse_blob_schedule(config.get("blobSchedule"))
     activations: list[Activation] = []
     for fork in FORKS[1:]:
         value: int | None
@@ -164,44 +190,63 @@ def _parse_schedule(config: dict[str, Any], genesis_difficulty: int) -> ForkSche
         else:
             value = blocks.get(fork.key)
         if value is None:
-            if fork.optional or fork.name == "paris":
+            if fork.optional or (fork.name == "paris" and not genesis_only):
                 continue
             break
-        activations.append(Activation(fork.name, value))
+        if genesis_only and value > (genesis_timestamp if fork.by_time else 0):
+            break
+        activations.append(Activation(fork.name, value, blob_schedule.get(fork.name)
+                                      if fork.name in BPO_FORKS else None))
     scheduled = {a.fork for a in activations}
     for fork in FORKS[1:]:
-        if fork.name not in scheduled and config.get(fork.key) is not None:
+        if not genesis_only and fork.name not in scheduled and config.get(fork.key) is not None:
             raise ConfigError(f"config.{fork.key} is set but an earlier fork is not scheduled")
     if any(a.fork == "shanghai" for a in activations) and "paris" not in scheduled:
         raise ConfigError("config.shanghaiTime needs the merge (terminalTotalDifficulty)")
-    _check_blob_schedule(config.get("blobSchedule"), scheduled)
+    for fork_name in scheduled:
+        expected = BLOB_SCHEDULE.get(fork_name)
+        got = blob_schedule.get(fork_name)
+        if expected is not None and got is not None and got != expected:
+            raise ConfigError(
+                f"config.blobSchedule.{fork_name} {got} differs from the parameters "
+                f"{fork_name.capitalize()} executes {expected}"
+            )
+        if fork_name in BPO_FORKS and got is None:
+            raise ConfigError(f"config.blobSchedule.{fork_name} is missing: a BPO fork's blob "
+                              "parameters come from the blob schedule (EIP-7892)")
     return ForkSchedule(tuple(activations))
 
 
-def _check_blob_schedule(schedule: Any, scheduled: set[str]) -> None:
+def _parse_blob_schedule(schedule: Any) -> dict[str, BlobSchedule]:
     if schedule is None:
-        return
+        return {}
     if not isinstance(schedule, dict):
         raise ConfigError("config.blobSchedule: expected an object")
+    out: dict[str, BlobSchedule] = {}
     for fork, params in schedule.items():
-        expected = BLOB_SCHEDULE.get(fork)
-        if expected is None:
-            continue  # a fork the schedule cannot reach (its time key is refused above)
-        got = {k: _int(v, f"config.blobSchedule.{fork}.{k}") for k, v in params.items()}
-        if fork in scheduled and got != expected:
-            raise ConfigError(
-                f"config.blobSchedule.{fork} {got} differs from the parameters py-evm "
-                f"executes {expected}"
-            )
+        key = f"config.blobSchedule.{fork}"
+        if not isinstance(params, dict) or set(params) != {"target", "max", "baseFeeUpdateFraction"}:
+            raise ConfigError(f"{key}: expected target, max and baseFeeUpdateFraction, got {params!r}")
+        out[fork] = BlobSchedule(*(_int(params[k], f"{key}.{k}")
+                                   for k in ("target", "max", "baseFeeUpdateFraction")))
+        if out[fork].max < out[fork].target or out[fork].base_fee_update_fraction <= 0:
+            raise ConfigError(f"{key}: target {out[fork].target} above max {out[fork].max} "
+                              f"or fraction {out[fork].base_fee_update_fraction} not positive")
+    return out
 
 
-def parse_geth_genesis(data: dict[str, Any], **overrides: Any) -> Any:
-    """A :class:`~layerlab.l1.chain.config.ChainConfig` from a geth genesis file."""
+def parse_geth_genesis(data: dict[str, Any], *, genesis_only: bool = False, **overrides: Any) -> Any:
+    """A :class:`~layerlab.l1.chain.config.ChainConfig` from a geth genesis file.
+
+    ``genesis_only``: the config of the genesis block alone (see :func:`_parse_schedule`),
+    e.g. to compute mainnet's genesis hash, whose later DAO fork and merge by total
+    difficulty this node cannot execute.
+    """
     from layerlab.l1.chain.config import ChainConfig, GenesisHeader
 
-    unknown = set(data) - _HEADER_KEYS
+    unknown = sorted(set(data) - _HEADER_KEYS)
     if unknown:
-        raise ConfigError(f"unknown geth genesis keys: {sorted(unknown)}")
+        raise UnknownConfigKey(unknown, f"unknown geth genesis keys: {unknown}")
     config = data["config"]
     if not isinstance(config, dict):
         raise ConfigError("config: expected an object")
@@ -218,8 +263,8 @@ def parse_geth_genesis(data: dict[str, Any], **overrides: Any) -> Any:
         difficulty = 0
     else:
         difficulty = GETH_GENESIS_DIFFICULTY if not any(mix_hash) else 0
-    schedule = _parse_schedule(config, difficulty)
     timestamp = _int(data.get("timestamp") or 0, "timestamp")
+    schedule = _parse_schedule(config, difficulty, timestamp, genesis_only)
     genesis_fork = schedule.fork_at(0, timestamp)
     london = [f.name for f in FORKS].index("london")
     base_fee = data.get("baseFeePerGas")

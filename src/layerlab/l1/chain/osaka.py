@@ -113,6 +113,10 @@ class BlobSchedule:
         """Read ``{"target": .., "max": .., "baseFeeUpdateFraction": ..}``."""
         return cls(int(entry["target"]), int(entry["max"]), int(entry["baseFeeUpdateFraction"]))
 
+    def as_tuple(self) -> tuple[int, int, int]:
+        """``(target, max, base_fee_update_fraction)``, as :func:`make_bpo_vm` takes them."""
+        return (self.target, self.max, self.base_fee_update_fraction)
+
 
 CANCUN_BLOB_SCHEDULE = BlobSchedule(target=3, max=6, base_fee_update_fraction=3_338_477)
 PRAGUE_BLOB_SCHEDULE = BlobSchedule(target=6, max=9, base_fee_update_fraction=5_007_716)
