@@ -42,7 +42,8 @@ def _node_options(
 def node(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="JSON-RPC port (HTTP and WebSocket).")] = 8545,
-    config: Annotated[Path | None, typer.Option(help="Chain config JSON (genesis).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="Chain config JSON: ours, or a geth genesis file (with a config object).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="LevelDB data directory.")] = None,
     in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep the chain in memory only.")] = False,
     block_time: Annotated[float | None, typer.Option(help="Mine every N seconds (interval mining).")] = None,

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import rlp
-
 from layerlab.errors import InvalidBlock
+from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.chain.config import load_config
 from layerlab.l1.chain.evm import EvmChain
 from layerlab.l1.storage import open_db
@@ -29,7 +28,7 @@ def export_chain(data_dir: Path, out: Path, config: Path | None = None) -> int:
             for number in range(head + 1):
                 header = chain.get_header_by_number(number)
                 assert header is not None
-                fh.write(rlp.encode(chain.get_block(header)))
+                fh.write(encode_block(chain.get_block(header)))
         return head + 1
     finally:
         chain.db.close()

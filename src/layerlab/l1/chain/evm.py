@@ -54,6 +54,7 @@ from eth_utils.exceptions import ValidationError
 
 from layerlab.errors import InvalidBlock, InvalidTransaction, StorageError
 from layerlab.l1.chain import speedups
+from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.forks import Fork, ForkSchedule
 from layerlab.l1.storage import NODE_PREFIX, ChainDB
@@ -459,7 +460,7 @@ class EvmChain:
         """Length of the block's RLP encoding (the ``size`` field of ``eth_getBlock*``)."""
         size = self._sizes.get(header.hash)
         if size is None:
-            size = self._sizes[header.hash] = len(rlp.encode(self.get_block(header)))
+            size = self._sizes[header.hash] = len(encode_block(self.get_block(header)))
         return size
 
     def _remember(self, block: BlockAPI) -> None:

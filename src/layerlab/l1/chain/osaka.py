@@ -43,7 +43,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import rlp
 from Crypto.PublicKey import ECC
 from Crypto.Signature import DSS
 from eth._utils.address import force_bytes_to_address
@@ -53,7 +52,6 @@ from eth._utils.padding import zpad_right
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI, VirtualMachineAPI
 from eth.exceptions import VMError
 from eth.precompiles.modexp import extract_lengths, modexp
-from eth.vm.forks.berlin.transactions import TypedTransaction
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE, GAS_PER_BLOB, MIN_BLOB_BASE_FEE
 from eth.vm.forks.cancun.state import get_total_blob_gas
 from eth.vm.forks.prague import PragueVM
@@ -61,6 +59,8 @@ from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 from eth.vm.opcode import as_opcode
 from eth_utils.exceptions import ValidationError
+
+from layerlab.l1.chain.blockrlp import encode_block
 
 # -- EIP-7823 ----------------------------------------------------------------------------
 MODEXP_MAX_INPUT_LENGTH = 1024
@@ -336,28 +336,6 @@ class OsakaState(BlobScheduleState, PragueState):
     def validate_transaction(self, transaction: SignedTransactionAPI) -> None:
         validate_osaka_transaction(transaction)
         super().validate_transaction(transaction)
-
-
-def encode_block(block: BlockAPI) -> bytes:
-    """The block's RLP as on the wire: ``[header, transactions, uncles, withdrawals...]``.
-
-    A typed transaction (EIP-2718) is the RLP string of its envelope ``type || payload``,
-    a legacy one its RLP list, as py-evm's transaction builders serialize them. This is
-    done per transaction because ``rlp.encode(block)`` serializes through the block class's
-    builder, which refuses a typed transaction of an older fork's class (py-evm's
-    ``as_signed_transaction`` returns e.g. a ``LondonTypedTransaction`` from Prague's builder).
-    """
-    items: list[Any] = []
-    for name, sedes in type(block)._meta.fields:  # type: ignore[attr-defined]
-        value = getattr(block, name)
-        if name == "transactions":
-            items.append([
-                tx.encode() if isinstance(tx, TypedTransaction) else type(tx).serialize(tx)
-                for tx in value
-            ])
-        else:
-            items.append(sedes.serialize(value))
-    return bytes(rlp.encode(items))
 
 
 def is_block_too_large(block: BlockAPI) -> bool:
