@@ -226,12 +226,18 @@ def chain_export(
 def chain_import(
     file: Path,
     data_dir: Annotated[Path, typer.Option(help="Node data directory.")] = DEFAULT_DATA_DIR,
-    config: Annotated[Path | None, typer.Option(help="Chain config JSON.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Chain config JSON (ours or geth's).")] = None,
+    fake_pow: Annotated[bool, typer.Option(
+        "--fake-pow", help="Skip Ethash seal checks of pre-merge blocks (geth's fake-PoW mode).")] = False,
 ) -> None:
-    """Validate, execute and store blocks from an RLP file, as ``geth import``."""
+    """Validate, execute and store blocks from an RLP file, as ``geth import``.
+
+    Every block is re-executed under its fork's VM (the config's fork schedule); pre-merge
+    blocks' Ethash seals are checked unless --fake-pow.
+    """
     from layerlab.l1.chainfile import import_chain
 
-    imported, skipped = import_chain(data_dir, file, config)
+    imported, skipped = import_chain(data_dir, file, config, fake_pow=fake_pow)
     console.print(f"imported {imported} blocks ({skipped} already present)")
 
 

@@ -104,3 +104,50 @@ def test_a_chain_crosses_every_fork_from_frontier_to_bpo2(node: NodeProcess) -> 
     contract = Web3.to_checksum_address("0x" + "cc" * 20)
     assert w3.eth.get_code(contract).hex().removeprefix("0x") == "60005460010160005500"
     assert w3.eth.get_storage_at(contract, 0) == (5).to_bytes(32, "big")
+
+
+def _cli(*args: str) -> str:
+    import subprocess
+    import sys
+
+    from tests.nodeproc import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "layerlab.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_export_then_import_across_forks_serves_the_same_chain(tmp_path: Path) -> None:
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps(frontier_to_osaka_genesis(CHAIN_ID)))
+    source = NodeProcess("--config", str(genesis), "--no-mining", data_dir=tmp_path / "a").start()
+    try:
+        w3 = Web3(Web3.HTTPProvider(source.url))
+        hashes = []
+        for number in range(1, 18):
+            raw = Account.sign_transaction(_tx(number), FUNDED.key).raw_transaction
+            hashes.append(w3.eth.send_raw_transaction(raw))
+            call(source.url, "evm_mine", {"timestamp": T0 + 10 * number})
+        blocks = [call(source.url, "eth_getBlockByNumber", hex(n), True) for n in range(18)]
+        receipts = [call(source.url, "eth_getTransactionReceipt", "0x" + bytes(h).hex()) for h in hashes]
+        proof = call(source.url, "eth_getProof", RECIPIENT, [], "latest")
+    finally:
+        source.stop()
+    chain_file = tmp_path / "chain.rlp"
+    assert "exported 18 blocks" in _cli("chain", "export", str(chain_file), "--data-dir",
+                                        str(tmp_path / "a"), "--config", str(genesis))
+    out = _cli("chain", "import", str(chain_file), "--data-dir", str(tmp_path / "b"),
+               "--config", str(genesis), "--fake-pow")
+    assert "imported 17 blocks (1 already present)" in out
+    imported = NodeProcess("--config", str(genesis), "--no-mining", data_dir=tmp_path / "b").start()
+    try:
+        for n in range(18):
+            assert call(imported.url, "eth_getBlockByNumber", hex(n), True) == blocks[n]
+        for h, receipt in zip(hashes, receipts, strict=True):
+            assert call(imported.url, "eth_getTransactionReceipt", "0x" + bytes(h).hex()) == receipt
+        w3 = Web3(Web3.HTTPProvider(imported.url))
+        assert w3.eth.get_balance(RECIPIENT) == sum(1000 + n for n in range(1, 18))
+        assert call(imported.url, "eth_getProof", RECIPIENT, [], "latest") == proof
+    finally:
+        imported.stop()

@@ -240,12 +240,28 @@ class LayerlabMiningChain(MiningChain):
         if self.by_number:
             vm_class = self.get_vm_class_for_block_number(number)
         else:
-            if header_params.get("timestamp") is None:  # py-evm's default
-                header_params["timestamp"] = max(parent_header.timestamp + 1, int(time.time()))
+            if header_params.get("timestamp") is None:  # py-evm's default, or the import's
+                importing = self._importing
+                header_params["timestamp"] = importing[1] if importing and \
+                    importing[0] == parent_header.hash else max(parent_header.timestamp + 1,
+                                                                int(time.time()))
             vm_class = self.vm_at(number, header_params["timestamp"])
         fields = _header_fields(vm_class)
         params = {k: v for k, v in header_params.items() if k in fields}
         return vm_class.create_header_from_parent(parent_header, **params)  # type: ignore[no-any-return]
+
+    _importing: tuple[bytes, int] | None = None
+    """(parent hash, timestamp) of the block being imported."""
+
+    def import_block(self, block: BlockAPI, perform_validation: bool = True) -> Any:
+        """py-evm's ``import_block``, whose empty header for the import (made by
+        ``create_header_from_parent`` without a timestamp) takes the block's own timestamp,
+        so the VM importing it is the block's fork, not the fork of "now"."""
+        self._importing = (bytes(block.header.parent_hash), int(block.header.timestamp))
+        try:
+            return super().import_block(block, perform_validation)
+        finally:
+            self._importing = None
 
     def persist_block(
         self, block: BlockAPI, perform_validation: bool = True
