@@ -46,7 +46,6 @@ from typing import Any, cast
 from Crypto.PublicKey import ECC
 from Crypto.Signature import DSS
 from eth._utils.address import force_bytes_to_address
-from eth._utils.calculations import fake_exponential
 from eth._utils.db import get_block_header_by_hash
 from eth._utils.padding import zpad_right
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI, VirtualMachineAPI
@@ -60,6 +59,7 @@ from eth.vm.forks.prague.state import PragueState
 from eth.vm.opcode import as_opcode
 from eth_utils.exceptions import ValidationError
 
+from layerlab.l1 import blobs
 from layerlab.l1.chain.blockrlp import encode_block
 
 # -- EIP-7823 ----------------------------------------------------------------------------
@@ -112,6 +112,13 @@ class BlobSchedule:
     def from_json(cls, entry: Mapping[str, Any]) -> BlobSchedule:
         """Read ``{"target": .., "max": .., "baseFeeUpdateFraction": ..}``."""
         return cls(int(entry["target"]), int(entry["max"]), int(entry["baseFeeUpdateFraction"]))
+
+    def as_params(self) -> blobs.BlobParams:
+        """The same schedule in blob gas, as :mod:`layerlab.l1.blobs` takes it."""
+        return blobs.BlobParams(target_blob_gas=GAS_PER_BLOB * self.target,
+                                max_blob_gas=GAS_PER_BLOB * self.max,
+                                update_fraction=self.base_fee_update_fraction,
+                                min_blob_base_fee=MIN_BLOB_BASE_FEE)
 
     def as_tuple(self) -> tuple[int, int, int]:
         """``(target, max, base_fee_update_fraction)``, as :func:`make_bpo_vm` takes them."""
@@ -246,8 +253,8 @@ class OsakaComputation(PragueComputation):
 
 # -- blob schedule (EIP-7892, EIP-7918) --------------------------------------------------
 def compute_blob_base_fee(excess_blob_gas: int, schedule: BlobSchedule) -> int:
-    result: int = fake_exponential(MIN_BLOB_BASE_FEE, excess_blob_gas, schedule.base_fee_update_fraction)
-    return result
+    """EIP-4844's blob base fee under ``schedule`` (the one definition in ``l1/blobs.py``)."""
+    return blobs.compute_blob_base_fee(excess_blob_gas, schedule.as_params())
 
 
 def compute_excess_blob_gas(
