@@ -45,7 +45,8 @@ def _node_options(
 def node(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="JSON-RPC port (HTTP and WebSocket).")] = 8545,
-    config: Annotated[Path | None, typer.Option(help="Chain config JSON (genesis).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="Chain config JSON: ours, or a geth genesis file (with a config object).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="LevelDB data directory.")] = None,
     in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep the chain in memory only.")] = False,
     block_time: Annotated[float | None, typer.Option(help="Mine every N seconds (interval mining).")] = None,
@@ -228,12 +229,18 @@ def chain_export(
 def chain_import(
     file: Path,
     data_dir: Annotated[Path, typer.Option(help="Node data directory.")] = DEFAULT_DATA_DIR,
-    config: Annotated[Path | None, typer.Option(help="Chain config JSON.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Chain config JSON (ours or geth's).")] = None,
+    fake_pow: Annotated[bool, typer.Option(
+        "--fake-pow", help="Skip Ethash seal checks of pre-merge blocks (geth's fake-PoW mode).")] = False,
 ) -> None:
-    """Validate, execute and store blocks from an RLP file, as ``geth import``."""
+    """Validate, execute and store blocks from an RLP file, as ``geth import``.
+
+    Every block is re-executed under its fork's VM (the config's fork schedule); pre-merge
+    blocks' Ethash seals are checked unless --fake-pow.
+    """
     from layerlab.l1.chainfile import import_chain
 
-    imported, skipped = import_chain(data_dir, file, config)
+    imported, skipped = import_chain(data_dir, file, config, fake_pow=fake_pow)
     console.print(f"imported {imported} blocks ({skipped} already present)")
 
 

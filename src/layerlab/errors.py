@@ -17,6 +17,22 @@ class ConfigError(LayerlabError):
     """A chain or node configuration is invalid."""
 
 
+class UnsupportedFork(ConfigError):
+    """A chain config schedules a fork this node does not implement; ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class UnknownConfigKey(ConfigError):
+    """A chain config holds keys this node does not know; ``keys`` lists them."""
+
+    def __init__(self, keys: list[str], message: str) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
 class StorageError(LayerlabError):
     """The data directory is unusable (locked by another node, corrupt, wrong chain)."""
 

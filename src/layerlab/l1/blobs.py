@@ -131,9 +131,10 @@ def compute_excess_blob_gas(parent_excess: int, parent_used: int,
 
 
 def get_next_blob_base_fee(parent: Any, params: BlobParams = CANCUN) -> int:
-    """Blob base fee of the block after ``parent`` (a header with Cancun's blob fields)."""
-    excess = compute_excess_blob_gas(int(parent.excess_blob_gas), int(parent.blob_gas_used),
-                                     params)
+    """Blob base fee of the block after ``parent``; a parent before Cancun counts as no
+    excess and no blob gas used (the first Cancun block's excess is 0)."""
+    excess = compute_excess_blob_gas(int(getattr(parent, "excess_blob_gas", 0)),
+                                     int(getattr(parent, "blob_gas_used", 0)), params)
     return compute_blob_base_fee(excess, params)
 
 

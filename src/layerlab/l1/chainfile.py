@@ -1,7 +1,14 @@
 """Chain export and import as concatenated RLP blocks (the format of ``geth export``).
 
 Import re-executes every block with py-evm and checks its state, receipt and transaction
-roots, so a file can only add blocks that are valid on top of this node's genesis.
+roots, so a file can only add blocks that are valid on top of this node's genesis. Each
+block runs under the VM its number and timestamp select in the config's fork schedule, so
+one file may cross many forks (a geth genesis from Frontier to Osaka).
+
+A block before the merge (difficulty above 0) also carries an Ethash seal: it is checked
+with py-evm's Ethash (``eth.consensus.pow.check_pow``, pure Python: building the epoch's
+cache takes a while) unless ``fake_pow`` is set, as geth's fake-PoW mode
+(``--fakepow``), which skips the seal check and keeps everything else.
 """
 
 from __future__ import annotations
@@ -9,9 +16,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import rlp
+from eth.abc import BlockAPI
+from eth_utils.exceptions import ValidationError
 
 from layerlab.errors import InvalidBlock
+from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.chain.config import load_config
 from layerlab.l1.chain.evm import EvmChain
 from layerlab.l1.storage import open_db
@@ -29,7 +38,7 @@ def export_chain(data_dir: Path, out: Path, config: Path | None = None) -> int:
             for number in range(head + 1):
                 header = chain.get_header_by_number(number)
                 assert header is not None
-                fh.write(rlp.encode(chain.get_block(header)))
+                fh.write(encode_block(chain.get_block(header)))
         return head + 1
     finally:
         chain.db.close()
@@ -56,7 +65,22 @@ def iter_rlp_items(data: bytes) -> list[bytes]:
     return items
 
 
-def import_chain(data_dir: Path, src: Path, config: Path | None = None) -> tuple[int, int]:
+def validate_pow_seal(block: BlockAPI) -> None:
+    """Raise :class:`InvalidBlock` unless a pre-merge block's Ethash seal is valid
+    (py-evm's ``check_pow``: mix hash and ``hash <= 2**256 / difficulty``)."""
+    from eth.consensus.pow import check_pow
+
+    header = block.header
+    try:
+        check_pow(header.block_number, header.mining_hash, header.mix_hash, header.nonce,
+                  header.difficulty)
+    except ValidationError as exc:
+        raise InvalidBlock(f"block {header.block_number}: invalid Ethash seal ({exc}); "
+                           "--fake-pow skips PoW seal checks") from exc
+
+
+def import_chain(data_dir: Path, src: Path, config: Path | None = None,
+                 fake_pow: bool = False) -> tuple[int, int]:
     """Import blocks; into an empty data dir, the file's genesis timestamp is adopted.
 
     The genesis state still comes from the config, so a file made on another chain is
@@ -79,6 +103,8 @@ def import_chain(data_dir: Path, src: Path, config: Path | None = None) -> tuple
                 continue
             if block.number == 0:
                 raise InvalidBlock("file's genesis differs from this chain's genesis")
+            if block.header.difficulty and not fake_pow:
+                validate_pow_seal(block)
             chain.import_block(block)
             imported += 1
         return imported, skipped

@@ -10,7 +10,11 @@ A config file is JSON::
 
 Every key is optional; the defaults match Anvil's (chain id 31337, ten accounts from the
 "test test ... junk" mnemonic with 10,000 ETH each, 30M gas, 1 gwei initial base fee per
-EIP-1559).
+EIP-1559). ``"fork": "prague"`` runs that fork (and every earlier one) from genesis instead
+of :data:`~layerlab.l1.chain.forks.DEFAULT_FORK`.
+
+A geth genesis file (one with a ``config`` object, as ``geth init`` reads) is accepted as
+well: see :mod:`layerlab.l1.chain.genesis`. Its genesis block hashes to geth's.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from layerlab.crypto.keys import DEFAULT_MNEMONIC, DevAccount, derive_dev_accounts
 from layerlab.errors import ConfigError
+from layerlab.l1.chain.forks import ForkSchedule
 from layerlab.primitives.types import ETHER, GWEI, ChainId, Wei
 
 DEFAULT_CHAIN_ID = ChainId(31337)
@@ -39,6 +44,24 @@ class GenesisAccount:
     nonce: int = 0
     code: bytes = b""
     storage: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisHeader:
+    """The genesis header fields that are not derived from the state or the schedule.
+
+    The defaults are the devnet's own genesis (``extraData`` "layerlab"); a geth genesis
+    file sets them all (geth's defaults where the file leaves them out).
+    """
+
+    difficulty: int = 0
+    extra_data: bytes = b"layerlab"
+    nonce: bytes = b"\x00" * 8
+    mix_hash: bytes = b"\x00" * 32
+    coinbase: bytes = b"\x00" * 20
+    parent_hash: bytes = b"\x00" * 32
+    excess_blob_gas: int = 0
+    blob_gas_used: int = 0
 
 
 CONSENSUS_ENGINES = ("dev", "pow", "pos", "merge")
@@ -74,6 +97,12 @@ class ChainConfig:
     dev_balance: Wei = DEFAULT_BALANCE
     alloc: dict[bytes, GenesisAccount] = field(default_factory=dict)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    forks: ForkSchedule = field(default_factory=ForkSchedule.from_genesis)
+    header: GenesisHeader = field(default_factory=GenesisHeader)
+    fixed_genesis: bool = False
+    """The genesis is fully given (a geth file): a timestamp of 0 means 0, not "now"."""
+    deposit_contract: bytes | None = None
+    """EIP-6110 deposit contract of the chain (geth's ``depositContractAddress``)."""
 
     @property
     def dev_accounts(self) -> tuple[DevAccount, ...]:
@@ -90,7 +119,7 @@ class ChainConfig:
 
     def with_timestamp(self) -> ChainConfig:
         """Fix an unset genesis timestamp to now, so the genesis is reproducible from disk."""
-        if self.genesis_timestamp:
+        if self.genesis_timestamp or self.fixed_genesis:
             return self
         return _replace(self, genesis_timestamp=int(time.time()))
 
@@ -127,8 +156,14 @@ def parse_config(data: dict[str, Any], **overrides: Any) -> ChainConfig:
     """Build a :class:`ChainConfig` from the JSON form above; ``overrides`` win."""
     if not isinstance(data, dict):
         raise ConfigError("chain config must be a JSON object")
+    if "config" in data:
+        from layerlab.l1.chain.genesis import parse_geth_genesis
+
+        geth: ChainConfig = parse_geth_genesis(data, **overrides)
+        validate_config(geth)
+        return geth
     known = {"chainId", "gasLimit", "baseFeePerGas", "timestamp", "mnemonic", "accounts",
-             "balance", "alloc", "consensus"}
+             "balance", "alloc", "consensus", "fork"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown chain config keys: {sorted(unknown)}")
@@ -159,6 +194,8 @@ def parse_config(data: dict[str, Any], **overrides: Any) -> ChainConfig:
         "alloc": alloc,
         "consensus": _parse_consensus(data.get("consensus") or {}),
     }
+    if "fork" in data:
+        fields["forks"] = ForkSchedule.from_genesis(str(data["fork"]))
     fields.update({k: v for k, v in overrides.items() if v is not None})
     config = ChainConfig(**fields)
     validate_config(config)

@@ -1,7 +1,10 @@
 """The py-evm adapter: the only module that talks to py-evm's chain and VM objects.
 
-Execution uses py-evm's Cancun VM (EIP-1559 base fee, EIP-4844 blob fields, EIP-1153
-transient storage, EIP-6780 SELFDESTRUCT). Blocks are built with the batch path
+Execution uses the py-evm VM of each block's fork, from the chain config's fork schedule
+(:mod:`layerlab.l1.chain.forks`; a new devnet runs
+:data:`~layerlab.l1.chain.forks.DEFAULT_FORK` from genesis). py-evm picks VMs by block
+number only; :class:`LayerlabMiningChain` picks them by number and timestamp, so Shanghai
+and later forks activate at their time as in geth. Blocks are built with the batch path
 ``MiningChain.mine_all`` -> ``VM.apply_all_transactions``, which applies a whole list of
 transactions against one state and computes the tries once; applying them one by one with
 ``MiningChain.apply_transaction`` rebuilds the block for every transaction and is
@@ -14,6 +17,7 @@ This module executes and stores; it never decides which transactions go in a blo
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rlp
+from eth._utils.db import apply_state_dict
 from eth.abc import (
     BlockAPI,
     BlockHeaderAPI,
@@ -32,19 +37,26 @@ from eth.abc import (
     StateAPI,
 )
 from eth.chains.base import MiningChain
+from eth.consensus.noproof import NoProofConsensus
+from eth.constants import BLANK_ROOT_HASH
 from eth.db.chain import BlockDataKey
 from eth.db.chain_gaps import GENESIS_CHAIN_GAPS, reopen_gap
 from eth.db.schema import SchemaV1
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.rlp.sedes import chain_gaps
+from eth.vm.chain_context import ChainContext
 from eth.vm.forks.cancun import CancunVM
 from eth.vm.forks.cancun.state import get_total_blob_gas
+from eth.vm.forks.london.blocks import LondonBlockHeader
+from eth.vm.forks.paris import ParisVM
 from eth.vm.spoof import SpoofTransaction
 from eth_utils.exceptions import ValidationError
 
 from layerlab.errors import InvalidBlock, InvalidTransaction, StorageError
 from layerlab.l1.chain import speedups
+from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.chain.config import ChainConfig
+from layerlab.l1.chain.forks import Fork, ForkSchedule
 from layerlab.l1.storage import NODE_PREFIX, ChainDB
 
 log = logging.getLogger(__name__)
@@ -95,7 +107,7 @@ class _HeaderView:
     def __init__(self, base: BlockHeaderAPI) -> None:
         self._base = base
         self.gas_used = base.gas_used
-        self.blob_gas_used = base.blob_gas_used
+        self.blob_gas_used = getattr(base, "blob_gas_used", 0)
 
     def __getattr__(self, name: str) -> Any:
         if name == "_base":
@@ -103,15 +115,16 @@ class _HeaderView:
         return getattr(self._base, name)
 
 
-class LayerlabCancunVM(CancunVM):
-    """py-evm's Cancun VM with the block loop's per-transaction header copies removed."""
+class ReceiptCachingVM:
+    """Mixed into every fork's py-evm VM: the block loop without its per-transaction header
+    copies, keeping the receipts of the block executed last."""
 
     last_receipts: tuple[int, tuple[ReceiptAPI, ...]] = (-1, ())
     """Receipts of the block executed last (number, receipts): ``import_block`` hands them
     on instead of reading them back from the receipt trie (the node is single-threaded)."""
 
     def apply_all_transactions(
-        self, transactions: Sequence[SignedTransactionAPI], base_header: BlockHeaderAPI
+        self: Any, transactions: Sequence[SignedTransactionAPI], base_header: BlockHeaderAPI
     ) -> tuple[BlockHeaderAPI, tuple[ReceiptAPI, ...], tuple[ComputationAPI, ...]]:
         if base_header.block_number != self.get_header().block_number:
             raise ValidationError(
@@ -119,6 +132,7 @@ class LayerlabCancunVM(CancunVM):
                 f"but the target header has block #{base_header.block_number}"
             )
         view = _HeaderView(base_header)
+        has_blobs = hasattr(base_header, "blob_gas_used")
         bloom = int(base_header.bloom)
         receipts: list[ReceiptAPI] = []
         computations: list[ComputationAPI] = []
@@ -128,14 +142,40 @@ class LayerlabCancunVM(CancunVM):
             receipt, computation = self.apply_transaction(view, transaction)  # type: ignore[arg-type]
             bloom |= int(receipt.bloom)
             view.gas_used = receipt.gas_used
-            view.blob_gas_used += get_total_blob_gas(transaction)
+            if has_blobs:
+                view.blob_gas_used += get_total_blob_gas(transaction)
             receipts.append(receipt)
             computations.append(computation)
-        header = base_header.copy(
-            gas_used=view.gas_used, bloom=bloom, blob_gas_used=view.blob_gas_used
-        )
-        LayerlabCancunVM.last_receipts = (header.block_number, tuple(receipts))
+        if has_blobs:
+            header = base_header.copy(
+                gas_used=view.gas_used, bloom=bloom, blob_gas_used=view.blob_gas_used
+            )
+        else:
+            header = base_header.copy(gas_used=view.gas_used, bloom=bloom)
+        ReceiptCachingVM.last_receipts = (header.block_number, tuple(receipts))
         return header, tuple(receipts), tuple(computations)
+
+
+_LAYERLAB_VMS: dict[type, type] = {}
+
+
+def layerlab_vm(vm_class: type[Any]) -> type[Any]:
+    """``vm_class`` with :class:`ReceiptCachingVM` mixed in (one class per VM class).
+
+    Seals of pre-merge VMs are not checked by py-evm (no Ethash): the consensus engine
+    seals and checks blocks, execution only executes them.
+    """
+    made = _LAYERLAB_VMS.get(vm_class)
+    if made is None:
+        attrs: dict[str, Any] = {"__module__": __name__}
+        if not issubclass(vm_class, ParisVM):
+            attrs["consensus_class"] = NoProofConsensus
+        made = type(f"Layerlab{vm_class.__name__}", (ReceiptCachingVM, vm_class), attrs)
+        _LAYERLAB_VMS[vm_class] = made
+    return made
+
+
+LayerlabCancunVM = layerlab_vm(CancunVM)
 
 
 class LayerlabMiningChain(MiningChain):
@@ -144,7 +184,84 @@ class LayerlabMiningChain(MiningChain):
     ``mine_all`` in py-evm validates the block it has just built and validated, and
     ``persist_block`` then re-reads every new canonical block from its tries. Here a
     block built locally is validated once (by the VM) and handed back as built.
+
+    VMs are chosen from ``fork_schedule`` by a header's number and timestamp. When no fork
+    starts by timestamp after genesis, py-evm's own ``vm_configuration`` (by number) says
+    the same and is used as is; otherwise a block number is resolved through the timestamp
+    of the canonical header at that number (or the head's, for a number not yet mined).
     """
+
+    fork_schedule: ForkSchedule = ForkSchedule.from_genesis()
+    genesis_timestamp: int = 0
+    by_number: bool = True
+
+    @classmethod
+    def get_fork(cls, number: int, timestamp: int) -> Fork:
+        return cls.fork_schedule.fork_at(number, timestamp)
+
+    @classmethod
+    def vm_at(cls, number: int, timestamp: int) -> type[Any]:
+        """The VM class executing a block with this number and timestamp."""
+        return layerlab_vm(cls.get_fork(number, timestamp).vm_class)
+
+    @classmethod
+    def last_vm(cls) -> type[Any]:
+        """The VM of the schedule's newest fork (its builders decode every older type)."""
+        return layerlab_vm(cls.fork_schedule.last.vm_class)
+
+    @classmethod
+    def get_vm_class(cls, header: BlockHeaderAPI) -> type[Any]:
+        return cls.vm_at(header.block_number, header.timestamp)
+
+    def get_vm_class_for_block_number(self, block_number: int) -> type[Any]:  # type: ignore[override]
+        if self.by_number:
+            return super().get_vm_class_for_block_number(block_number)  # type: ignore[arg-type,no-any-return]
+        try:
+            timestamp = self.chaindb.get_canonical_block_header_by_number(block_number).timestamp  # type: ignore[arg-type]
+        except HeaderNotFound:
+            timestamp = self.chaindb.get_canonical_head().timestamp
+        return self.vm_at(block_number, timestamp)
+
+    def get_vm(self, at_header: BlockHeaderAPI | None = None) -> Any:
+        header = self.ensure_header(self.header if at_header is None else at_header)
+        return self.get_vm_class(header)(
+            header=header,
+            chaindb=self.chaindb,
+            chain_context=ChainContext(self.chain_id),
+            consensus_context=self.consensus_context,
+        )
+
+    def create_header_from_parent(self, parent_header: BlockHeaderAPI, **header_params: Any
+                                  ) -> BlockHeaderAPI:
+        """The child header under the fork active at the child's number and timestamp;
+        parameters its fork's header has no field for (e.g. a beacon root before Cancun)
+        are dropped."""
+        number = parent_header.block_number + 1
+        if self.by_number:
+            vm_class = self.get_vm_class_for_block_number(number)
+        else:
+            if header_params.get("timestamp") is None:  # py-evm's default, or the import's
+                importing = self._importing
+                header_params["timestamp"] = importing[1] if importing and \
+                    importing[0] == parent_header.hash else max(parent_header.timestamp + 1,
+                                                                int(time.time()))
+            vm_class = self.vm_at(number, header_params["timestamp"])
+        fields = _header_fields(vm_class)
+        params = {k: v for k, v in header_params.items() if k in fields}
+        return vm_class.create_header_from_parent(parent_header, **params)  # type: ignore[no-any-return]
+
+    _importing: tuple[bytes, int] | None = None
+    """(parent hash, timestamp) of the block being imported."""
+
+    def import_block(self, block: BlockAPI, perform_validation: bool = True) -> Any:
+        """py-evm's ``import_block``, whose empty header for the import (made by
+        ``create_header_from_parent`` without a timestamp) takes the block's own timestamp,
+        so the VM importing it is the block's fork, not the fork of "now"."""
+        self._importing = (bytes(block.header.parent_hash), int(block.header.timestamp))
+        try:
+            return super().import_block(block, perform_validation)
+        finally:
+            self._importing = None
 
     def persist_block(
         self, block: BlockAPI, perform_validation: bool = True
@@ -233,12 +350,36 @@ def apply_account_override(state: StateAPI, override: AccountOverride) -> None:
         state.set_storage(address, slot, value)
 
 
-def make_chain_class(chain_id: int) -> type[MiningChain]:
-    """A py-evm MiningChain class running the Cancun VM from genesis on ``chain_id``."""
-    chain_class: type[MiningChain] = LayerlabMiningChain.configure(
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _header_class(vm_class: type[Any]) -> Any:
+    return dict(vm_class.get_block_class()._meta.fields)["header"]
+
+
+def _header_fields(vm_class: type[Any]) -> frozenset[str]:
+    fields = _FIELDS.get(vm_class)
+    if fields is None:
+        fields = _FIELDS[vm_class] = frozenset(_header_class(vm_class)._meta.field_names)
+    return fields
+
+
+def make_chain_class(chain_id: int, schedule: ForkSchedule | None = None,
+                     genesis_timestamp: int = 0) -> type[LayerlabMiningChain]:
+    """A py-evm MiningChain class on ``chain_id`` running ``schedule``'s forks (default:
+    :data:`~layerlab.l1.chain.forks.DEFAULT_FORK` from genesis)."""
+    schedule = schedule or ForkSchedule.from_genesis()
+    vm_configuration = tuple(
+        (start, layerlab_vm(fork.vm_class))
+        for start, fork in schedule.vm_configuration(genesis_timestamp)
+    )
+    chain_class: type[LayerlabMiningChain] = LayerlabMiningChain.configure(
         __name__="LayerlabChain",
-        vm_configuration=((0, LayerlabCancunVM),),
+        vm_configuration=vm_configuration,
         chain_id=chain_id,
+        fork_schedule=schedule,
+        genesis_timestamp=genesis_timestamp,
+        by_number=schedule.is_by_number(genesis_timestamp),
     )
     return chain_class
 
@@ -253,49 +394,53 @@ class EvmChain:
     def __init__(self, config: ChainConfig, db: ChainDB) -> None:
         self.config = config
         self.db = db
-        self._chain_class = make_chain_class(config.chain_id)
         stored = db.get(GENESIS_KEY)
         if stored is None:
             config = config.with_timestamp()
             self.config = config
-            self.chain = self._chain_class.from_genesis(
-                db, self._genesis_params(config), self._genesis_state(config)
-            )
+            self._chain_class = make_chain_class(config.chain_id, config.forks,
+                                                 config.genesis_timestamp)
+            header = build_genesis(db, config, self._chain_class)
+            self.chain = self._chain_class.from_genesis_header(db, header)  # type: ignore[assignment]
             db[GENESIS_KEY] = self.chain.get_canonical_block_header_by_number(0).hash
         else:
-            self.chain = self._chain_class(db)
+            genesis_timestamp = _stored_genesis_timestamp(db, config)
+            self._chain_class = make_chain_class(config.chain_id, config.forks, genesis_timestamp)
+            self.chain = self._chain_class(db)  # type: ignore[assignment]
             genesis = self.chain.get_canonical_block_header_by_number(0)
             if genesis.hash != stored:
                 raise StorageError("data dir holds a different chain (genesis hash mismatch)")
         self._recent: OrderedDict[bytes, BlockAPI] = OrderedDict()
         self._sizes: dict[bytes, int] = {}
         self._receipts: OrderedDict[bytes, tuple[ReceiptAPI, ...]] = OrderedDict()
-        self.tx_builder = CancunVM.get_transaction_builder()
-        self.receipt_builder = CancunVM.get_receipt_builder()
+        last = self._chain_class.last_vm()
+        self.tx_builder = last.get_transaction_builder()
+        """Decodes every transaction type of the schedule's newest fork (the block's own
+        VM then refuses a type its fork does not have yet)."""
+        self.receipt_builder = last.get_receipt_builder()
+        self._genesis_has_base_fee = hasattr(self.genesis_header, "base_fee_per_gas")
 
-    @staticmethod
-    def _genesis_params(config: ChainConfig) -> dict[str, Any]:
-        return {
-            "difficulty": 0,
-            "gas_limit": config.gas_limit,
-            "timestamp": config.genesis_timestamp,
-            "base_fee_per_gas": config.base_fee_per_gas,
-            "coinbase": b"\x00" * 20,
-            "extra_data": b"layerlab",
-            "nonce": b"\x00" * 8,
-        }
+    @property
+    def genesis_header(self) -> BlockHeaderAPI:
+        return self.chain.get_canonical_block_header_by_number(0)
 
-    @staticmethod
-    def _genesis_state(config: ChainConfig) -> dict[bytes, dict[str, Any]]:
-        return {
-            address: {
-                "balance": acct.balance,
-                "nonce": acct.nonce,
-                "code": acct.code,
-                "storage": dict(acct.storage),
-            }
-            for address, acct in config.genesis_alloc().items()
-        }
+    def get_vm_class(self, header: BlockHeaderAPI) -> type[Any]:
+        """The VM class (fork) executing ``header``'s block."""
+        return self._chain_class.vm_at(header.block_number, header.timestamp)
+
+    def _gas_limit(self, parent: BlockHeaderAPI, timestamp: int) -> int:
+        """The gas limit of a child of ``parent``: the config's, except on a chain that
+        started before London, where the first London block doubles the parent's (EIP-1559
+        elasticity) and later blocks move toward twice the config's by the 1/1024 rule."""
+        if self._genesis_has_base_fee:
+            return self.config.gas_limit
+        london = "base_fee_per_gas" in _header_fields(
+            self._chain_class.vm_at(parent.block_number + 1, timestamp))
+        if london and not hasattr(parent, "base_fee_per_gas"):
+            return int(parent.gas_limit) * 2
+        target = self.config.gas_limit * (2 if london else 1)
+        step = int(parent.gas_limit) // 1024 - 1
+        return int(max(parent.gas_limit - step, min(parent.gas_limit + step, target)))
 
     # -- reads ---------------------------------------------------------------------------
     @property
@@ -331,7 +476,7 @@ class EvmChain:
         """Length of the block's RLP encoding (the ``size`` field of ``eth_getBlock*``)."""
         size = self._sizes.get(header.hash)
         if size is None:
-            size = self._sizes[header.hash] = len(rlp.encode(self.get_block(header)))
+            size = self._sizes[header.hash] = len(encode_block(self.get_block(header)))
         return size
 
     def _remember(self, block: BlockAPI) -> None:
@@ -351,7 +496,8 @@ class EvmChain:
         """
         receipts = self._receipts.get(header.hash)
         if receipts is None:
-            receipts = tuple(self.chain.chaindb.get_receipts(header, self.receipt_builder))
+            builder = self.get_vm_class(header).get_receipt_builder()
+            receipts = tuple(self.chain.chaindb.get_receipts(header, builder))
             self._receipts[header.hash] = receipts
             while len(self._receipts) > RECENT_BLOCKS:  # oldest read first out, as blocks
                 self._receipts.popitem(last=False)
@@ -405,7 +551,7 @@ class EvmChain:
         header = self.chain.create_header_from_parent(
             parent,
             timestamp=timestamp,
-            gas_limit=self.config.gas_limit,
+            gas_limit=self._gas_limit(parent, timestamp),
             coinbase=coinbase,
             parent_beacon_block_root=EMPTY_BEACON_ROOT,
         )
@@ -438,7 +584,7 @@ class EvmChain:
         """
         parent = self.head
         header = self.chain.create_header_from_parent(
-            parent, timestamp=timestamp, gas_limit=self.config.gas_limit,
+            parent, timestamp=timestamp, gas_limit=self._gas_limit(parent, timestamp),
             parent_beacon_block_root=EMPTY_BEACON_ROOT,
         )
         if state_root is not None:
@@ -494,7 +640,7 @@ class EvmChain:
         its parent's state and refuses it (storing nothing) unless the state, receipt and
         transaction roots, gas used and bloom all match the header.
         """
-        LayerlabCancunVM.last_receipts = (-1, ())
+        ReceiptCachingVM.last_receipts = (-1, ())
         try:
             result = self.chain.import_block(block)
         except HeaderNotFound as exc:
@@ -502,7 +648,7 @@ class EvmChain:
         except ValidationError as exc:
             raise InvalidBlock(f"block {block.number} rejected: {exc}") from exc
         imported = result.imported_block
-        number, receipts = LayerlabCancunVM.last_receipts
+        number, receipts = ReceiptCachingVM.last_receipts
         if number != imported.number or len(receipts) != len(imported.transactions):
             receipts = self.get_receipts(imported.header)
         self._remember(imported)
@@ -528,7 +674,7 @@ class EvmChain:
         if timestamp <= parent.timestamp:
             raise InvalidBlock(f"timestamp {timestamp} must exceed parent timestamp {parent.timestamp}")
         header = self.chain.create_header_from_parent(
-            parent, timestamp=timestamp, gas_limit=self.config.gas_limit, coinbase=coinbase,
+            parent, timestamp=timestamp, gas_limit=self._gas_limit(parent, timestamp), coinbase=coinbase,
             mix_hash=mix_hash, parent_beacon_block_root=parent_beacon_block_root,
         )
         chain: Any = self.chain
@@ -617,18 +763,29 @@ class EvmChain:
         return added, removed
 
     def decode_block(self, encoded: bytes) -> BlockAPI:
-        return self.decode_block_bytes(encoded)
+        """Decode a block as its fork encodes it (found from its header's number and time)."""
+        if len(self._chain_class.fork_schedule.forks) == 1 or \
+                self._chain_class.fork_schedule == ForkSchedule.from_genesis(
+                    self._chain_class.fork_schedule.last.name):
+            return self.decode_block_bytes(encoded, self._chain_class.last_vm())
+        try:
+            fields = rlp.decode(encoded)[0]
+            number, timestamp = int.from_bytes(fields[8], "big"), int.from_bytes(fields[11], "big")
+        except (rlp.DecodingError, IndexError, TypeError) as exc:
+            raise InvalidBlock(f"cannot decode block RLP: {exc}") from exc
+        return self.decode_block_bytes(encoded, self._chain_class.vm_at(number, timestamp))
 
     @staticmethod
-    def decode_block_bytes(encoded: bytes) -> BlockAPI:
+    def decode_block_bytes(encoded: bytes, vm_class: type[Any] = CancunVM) -> BlockAPI:
         try:
-            return rlp.decode(encoded, sedes=CancunVM.get_block_class())
+            return rlp.decode(encoded, sedes=vm_class.get_block_class())  # type: ignore[no-any-return]
         except (rlp.DecodingError, rlp.DeserializationError, ValueError) as exc:
             raise InvalidBlock(f"cannot decode block RLP: {exc}") from exc
 
     # -- calls ---------------------------------------------------------------------------
-    def _spoof(self, state: StateAPI, request: CallRequest, gas: int) -> SpoofTransaction:
-        unsigned = CancunVM.create_unsigned_transaction(
+    def _spoof(self, state: StateAPI, request: CallRequest, gas: int,
+               vm_class: type[Any] = CancunVM) -> SpoofTransaction:
+        unsigned = vm_class.create_unsigned_transaction(
             nonce=state.get_nonce(request.sender),
             gas_price=request.gas_price,
             gas=gas,
@@ -656,7 +813,7 @@ class EvmChain:
         with self.costless_state(at) as state:
             for override in overrides:
                 apply_account_override(state, override)
-            tx = self._spoof(state, request, gas)
+            tx = self._spoof(state, request, gas, self.get_vm_class(at))
             try:
                 return state.apply_transaction(tx)
             except ValidationError as exc:
@@ -697,3 +854,48 @@ def _with_gas(request: CallRequest, gas: int) -> CallRequest:
     from dataclasses import replace
 
     return replace(request, gas=gas)
+
+
+def build_genesis(db: ChainDB, config: ChainConfig, chain_class: type[LayerlabMiningChain]
+                  ) -> BlockHeaderAPI:
+    """Write the genesis state of ``config`` into ``db`` and return the genesis header.
+
+    The header is built field by field as geth's ``Genesis.toBlockWithRoot`` does: the
+    header of the fork active at genesis, a base fee from London, an empty withdrawals root
+    from Shanghai, blob fields and a zero beacon root from Cancun, the empty requests hash
+    (EIP-7685) from Prague. (py-evm's ``create_genesis_header`` would refuse a difficulty
+    on a post-merge genesis, which geth files such as Holesky's have.)
+    """
+    vm_class = chain_class.vm_at(0, config.genesis_timestamp)
+    pre_genesis = LondonBlockHeader(difficulty=0, block_number=-1, gas_limit=0)
+    state = vm_class.build_state(db, pre_genesis, ChainContext(config.chain_id))
+    apply_state_dict(state, {
+        address: {"balance": acct.balance, "nonce": acct.nonce, "code": acct.code,
+                  "storage": dict(acct.storage)}
+        for address, acct in config.genesis_alloc().items()
+    })
+    state.persist()
+    h = config.header
+    params: dict[str, Any] = {
+        "difficulty": h.difficulty, "block_number": 0, "gas_limit": config.gas_limit,
+        "timestamp": config.genesis_timestamp, "coinbase": h.coinbase,
+        "parent_hash": h.parent_hash, "state_root": state.state_root,
+        "extra_data": h.extra_data, "mix_hash": h.mix_hash, "nonce": h.nonce,
+        "base_fee_per_gas": config.base_fee_per_gas, "excess_blob_gas": h.excess_blob_gas,
+        "blob_gas_used": h.blob_gas_used,
+        # geth's genesis beacon root is zero (EIP-4788); the devnet's own genesis keeps
+        # py-evm's default (the empty trie root), so that existing data dirs still open
+        "parent_beacon_block_root": EMPTY_BEACON_ROOT if config.fixed_genesis else BLANK_ROOT_HASH,
+    }
+    fields = _header_fields(vm_class)
+    return _header_class(vm_class)(**{k: v for k, v in params.items() if k in fields})  # type: ignore[no-any-return]
+
+
+def _stored_genesis_timestamp(db: ChainDB, config: ChainConfig) -> int:
+    """The timestamp of the genesis stored in ``db`` (the config's may be "now")."""
+    from eth.db.header import HeaderDB
+
+    try:
+        return int(HeaderDB(db).get_canonical_block_header_by_number(0).timestamp)  # type: ignore[arg-type]
+    except HeaderNotFound:
+        return config.genesis_timestamp

@@ -43,11 +43,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import rlp
 from Crypto.PublicKey import ECC
 from Crypto.Signature import DSS
 from eth._utils.address import force_bytes_to_address
-from eth._utils.calculations import fake_exponential
 from eth._utils.db import get_block_header_by_hash
 from eth._utils.padding import zpad_right
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI, VirtualMachineAPI
@@ -60,6 +58,9 @@ from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 from eth.vm.opcode import as_opcode
 from eth_utils.exceptions import ValidationError
+
+from layerlab.l1 import blobs
+from layerlab.l1.chain.blockrlp import encode_block
 
 # -- EIP-7823 ----------------------------------------------------------------------------
 MODEXP_MAX_INPUT_LENGTH = 1024
@@ -111,6 +112,17 @@ class BlobSchedule:
     def from_json(cls, entry: Mapping[str, Any]) -> BlobSchedule:
         """Read ``{"target": .., "max": .., "baseFeeUpdateFraction": ..}``."""
         return cls(int(entry["target"]), int(entry["max"]), int(entry["baseFeeUpdateFraction"]))
+
+    def as_params(self) -> blobs.BlobParams:
+        """The same schedule in blob gas, as :mod:`layerlab.l1.blobs` takes it."""
+        return blobs.BlobParams(target_blob_gas=GAS_PER_BLOB * self.target,
+                                max_blob_gas=GAS_PER_BLOB * self.max,
+                                update_fraction=self.base_fee_update_fraction,
+                                min_blob_base_fee=MIN_BLOB_BASE_FEE)
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        """``(target, max, base_fee_update_fraction)``, as :func:`make_bpo_vm` takes them."""
+        return (self.target, self.max, self.base_fee_update_fraction)
 
 
 CANCUN_BLOB_SCHEDULE = BlobSchedule(target=3, max=6, base_fee_update_fraction=3_338_477)
@@ -241,8 +253,8 @@ class OsakaComputation(PragueComputation):
 
 # -- blob schedule (EIP-7892, EIP-7918) --------------------------------------------------
 def compute_blob_base_fee(excess_blob_gas: int, schedule: BlobSchedule) -> int:
-    result: int = fake_exponential(MIN_BLOB_BASE_FEE, excess_blob_gas, schedule.base_fee_update_fraction)
-    return result
+    """EIP-4844's blob base fee under ``schedule`` (the one definition in ``l1/blobs.py``)."""
+    return blobs.compute_blob_base_fee(excess_blob_gas, schedule.as_params())
 
 
 def compute_excess_blob_gas(
@@ -335,7 +347,7 @@ class OsakaState(BlobScheduleState, PragueState):
 
 def is_block_too_large(block: BlockAPI) -> bool:
     """EIP-7934's ``exceed_max_rlp_block_size``: the block's RLP is over ``MAX_RLP_BLOCK_SIZE``."""
-    return len(rlp.encode(block)) > MAX_RLP_BLOCK_SIZE
+    return len(encode_block(block)) > MAX_RLP_BLOCK_SIZE
 
 
 class OsakaVM(BlobScheduleVM, PragueVM):  # type: ignore[misc]
@@ -347,7 +359,7 @@ class OsakaVM(BlobScheduleVM, PragueVM):  # type: ignore[misc]
     blob_base_fee_bounded_by_execution_cost = True
 
     def validate_block(self, block: BlockAPI) -> None:
-        size = len(rlp.encode(block))
+        size = len(encode_block(block))
         if size > MAX_RLP_BLOCK_SIZE:
             raise ValidationError(
                 f"block RLP size {size} exceeds MAX_RLP_BLOCK_SIZE {MAX_RLP_BLOCK_SIZE} (EIP-7934)"

@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import rlp
 from eth.abc import BlockAPI
 from eth_hash.auto import keccak
 
 from layerlab.errors import InvalidBlock, LayerlabError, PeerError
+from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.chain.evm import EvmChain
 from layerlab.l1.node import Node, UnknownParent
 from layerlab.l1.p2p import wire
@@ -389,7 +389,7 @@ class NetworkService:
             if header is None:
                 break
             block = self.chain.get_block(header)
-            blocks.append([rlp.encode(block), self._body(block)])
+            blocks.append([encode_block(block), self._body(block)])
         peer.send(wire.BLOCKS, blocks)
 
     def _body(self, block: BlockAPI) -> bytes:
@@ -428,7 +428,7 @@ class NetworkService:
     def broadcast_block(self, block: BlockAPI, body: bytes, exclude: Peer | None = None) -> None:
         self.seen_blocks.add(bytes(block.hash))
         self._arrived(bytes(block.hash))
-        self.broadcast(wire.BLOCK, [rlp.encode(block), body], exclude)
+        self.broadcast(wire.BLOCK, [encode_block(block), body], exclude)
 
     def _arrived(self, block_hash: bytes) -> None:
         if block_hash not in self.block_arrival:

@@ -140,7 +140,7 @@ def parse_tx_object(value: Any, name: str = "transaction") -> dict[str, Any]:
 
 # -- formatters ---------------------------------------------------------------------------
 def format_header(header: BlockHeaderAPI, size: int = 0) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "number": hex_int(header.block_number),
         "hash": hex_data(header.hash),
         "parentHash": hex_data(header.parent_hash),
@@ -159,14 +159,28 @@ def format_header(header: BlockHeaderAPI, size: int = 0) -> dict[str, Any]:
         "gasUsed": hex_int(header.gas_used),
         "timestamp": hex_int(header.timestamp),
         "mixHash": hex_data(header.mix_hash),
-        "baseFeePerGas": hex_int(header.base_fee_per_gas),
-        "withdrawalsRoot": hex_data(header.withdrawals_root),
-        "blobGasUsed": hex_int(header.blob_gas_used),
-        "excessBlobGas": hex_int(header.excess_blob_gas),
-        "parentBeaconBlockRoot": hex_data(header.parent_beacon_block_root),
         "uncles": [],
-        "withdrawals": [],
     }
+    # as geth: each fork's header fields appear from that fork on (London, Shanghai,
+    # Cancun, Prague), read from the header's own class
+    fields = getattr(type(header), "_meta", None)
+    names = set(fields.field_names) if fields is not None else set(_FORK_HEADER_FIELDS)
+    for name, key, encode in _FORK_HEADER_FIELDS:
+        if name in names:
+            out[key] = encode(getattr(header, name))
+    if "withdrawals_root" in names:
+        out["withdrawals"] = []
+    return out
+
+
+_FORK_HEADER_FIELDS: tuple[tuple[str, str, Any], ...] = (
+    ("base_fee_per_gas", "baseFeePerGas", hex_int),
+    ("withdrawals_root", "withdrawalsRoot", hex_data),
+    ("blob_gas_used", "blobGasUsed", hex_int),
+    ("excess_blob_gas", "excessBlobGas", hex_int),
+    ("parent_beacon_block_root", "parentBeaconBlockRoot", hex_data),
+    ("requests_hash", "requestsHash", hex_data),
+)
 
 
 def format_transaction(
@@ -277,13 +291,16 @@ def format_receipts(
             "to": to_checksum_address(tx.to) if tx.to else None,
             "cumulativeGasUsed": hex_int(receipt.gas_used),
             "gasUsed": hex_int(receipt.gas_used - prev_cumulative),
-            "effectiveGasPrice": hex_int(effective_gas_price(tx, header.base_fee_per_gas)),
+            "effectiveGasPrice": hex_int(effective_gas_price(tx, getattr(header, "base_fee_per_gas", 0))),
             "contractAddress": contract,
             "logs": logs,
             "logsBloom": hex_data(int(receipt.bloom).to_bytes(256, "big")),
             "type": hex_int(getattr(tx, "type_id", None) or 0),
-            "status": "0x1" if receipt.state_root == b"\x01" else "0x0",
         })
+        if len(receipt.state_root) == 32:  # before Byzantium (EIP-658): the post-state root
+            out[-1]["root"] = hex_data(receipt.state_root)
+        else:
+            out[-1]["status"] = "0x1" if receipt.state_root == b"\x01" else "0x0"
         if getattr(tx, "type_id", None) == blobs.BLOB_TX_TYPE:  # EIP-4844 receipt fields
             out[-1]["blobGasUsed"] = hex_int(blobs.get_blob_gas(tx))
             out[-1]["blobGasPrice"] = hex_int(blobs.compute_blob_base_fee(header.excess_blob_gas))

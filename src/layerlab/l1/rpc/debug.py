@@ -29,6 +29,7 @@ from typing import Any
 import rlp
 from eth.abc import BlockHeaderAPI
 
+from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.rpc import trace
 from layerlab.l1.rpc.codec import (
     InvalidParams,
@@ -108,7 +109,7 @@ class DebugApi(Namespace):
 
     def debug_getRawBlock(self, block: Any) -> str:
         header = self._traced_header(block)
-        return hex_data(rlp.encode(self.node.chain.get_block(header)))
+        return hex_data(encode_block(self.node.chain.get_block(header)))
 
     def debug_getRawReceipts(self, block: Any) -> list[str]:
         header = self._traced_header(block)
