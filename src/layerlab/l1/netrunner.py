@@ -106,7 +106,7 @@ def serve_network(
     async def main(stop: asyncio.Event) -> None:
         network = NetworkService(node, host, opts.p2p_port, static_peers=opts.peers)
         network.on_consensus = consensus_handler(node, network)
-        node.network = network
+        node.attach(network=network)
         await network.start()
         producers: list[PowMiner | PosValidator] = []
         engine = node.engine
@@ -132,7 +132,7 @@ def serve_network(
                     byzantine=opts.byzantine,
                 )
             )
-        node.producer = _Producers(producers)
+        node.attach(producer=_Producers(producers))
         for producer in producers:
             await producer.start()
         try:

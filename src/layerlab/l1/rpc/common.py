@@ -264,7 +264,7 @@ class Namespace:
         return self.node.chain.get_state(self.state_header(block_id))
 
     def sender_of(self, tx: SignedTransactionAPI) -> bytes:
-        spoofed = self.node.spoofed_sender(bytes(tx.hash))
+        spoofed = self.node.dev.spoofed_sender(bytes(tx.hash))
         return spoofed if spoofed is not None else bytes(tx.sender)
 
     def _block_json(self, header: BlockHeaderAPI, full: bool) -> dict[str, Any]:
