@@ -69,8 +69,8 @@ def node(
     Without --p2p-port it is a single-node devnet (as Anvil); with it, a network node
     under the chain config's consensus (pow, pos or merge).
     """
+    from layerlab.l1.launcher import serve_forever
     from layerlab.l1.node import MiningMode, Node
-    from layerlab.l1.runner import serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, directory = _node_options(config, data_dir, in_memory, chain_id, gas_limit, base_fee,
@@ -98,7 +98,7 @@ def node(
 def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p_port: int, peers: str,
                   mine: bool, duty: float, coinbase: str | None, validators: str, byzantine: str) -> None:
     from layerlab.l1.chain.config import ChainConfig
-    from layerlab.l1.netrunner import NetOptions, make_node, serve_network
+    from layerlab.l1.launcher import NetOptions, make_node, serve_network
 
     assert isinstance(cfg, ChainConfig)
     peer_list = []
