@@ -15,9 +15,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +30,9 @@ from layerlab.l2.channels.node import CHANNEL_PREFIX
 from layerlab.l2.channels.onchain import ChannelContract, ChannelEvent
 from layerlab.l2.channels.types import ChannelId
 from layerlab.l2.store import RecordStore
+from layerlab.orchestration import spawn, wait_ready_file
 from tests.nodeproc import rpc
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 ETHER = 10**18
@@ -41,26 +42,6 @@ FEE = network.DEFAULT_FEE
 def compute_fee(forwarded: int, fee: dict[str, int] = FEE) -> int:
     """BOLT 7's forwarding fee, written out independently of the routing module."""
     return fee["base_fee"] + forwarded * fee["proportional_millionths"] // 1_000_000
-
-
-def poll(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T | None:
-    """Call ``predicate`` until it returns something truthy (returned); None after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """:func:`poll`, raising AssertionError after ``timeout``."""
-    value = poll(predicate, timeout, interval)
-    if value is None:
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-    return value
 
 
 @dataclass
@@ -164,15 +145,11 @@ class ChannelNet:
         with them, as an operator would, or its peers could not reach it."""
         ready = self.net_dir / f"node{index}.ready"
         ready.unlink(missing_ok=True)
-        with (self.net_dir / f"node{index}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "layerlab.cli", "channels", "node", "--net-dir",
-                 str(self.net_dir), "--index", str(index), "--settle-timeout",
-                 str(self.desc.get("settle_timeout", 20))],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log_path = self.net_dir / f"node{index}.log"
+        proc = spawn(["channels", "node", "--net-dir", str(self.net_dir), "--index", str(index),
+                      "--settle-timeout", str(self.desc.get("settle_timeout", 20))], log_path)
         self.restarted.append(proc)
-        info = wait_until(lambda: json.loads(ready.read_text()) if ready.exists() else None,
-                          timeout, f"node {index} to restart")
+        info = wait_ready_file(ready, proc, timeout=timeout, log_path=log_path)
         entry = network.node_entry(self.desc, index)[1]
         entry.update(port=info["port"], control_port=info["control_port"], pid=proc.pid)
         self.desc["pids"].append(proc.pid)

@@ -13,23 +13,14 @@ from typing import Any, TypeVar
 
 from layerlab.l1 import netctl
 from layerlab.l1.netctl import NodeSpec, rpc
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, netctl.LayerlabError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    """:func:`tests.waiting.wait_until`, a node that is not up yet counting as "not yet"."""
+    return wait_until(predicate, timeout, what, interval, tolerate=(OSError, netctl.LayerlabError))
 
 
 class Cluster:

@@ -4,7 +4,7 @@ Every node built here starts from the same genesis (a fixed timestamp far in the
 dev validators whose BLS keys are :func:`~layerlab.l1.consensus.beacon.validator_secret`),
 so blocks built on one node can be fed to another with ``import_block`` exactly as the p2p
 layer does. :func:`propose` builds, signs and commits a block as
-:meth:`layerlab.l1.producer.PosValidator._propose` does, and can instead return a block
+:meth:`layerlab.l1.validator.PosValidator._propose` does, and can instead return a block
 broken in one named way (:data:`TAMPERS`) for the invalid-block tests. Times given to
 ``import_block`` are the slot start plus 0.1 s, so nothing depends on the wall clock.
 """
@@ -32,7 +32,7 @@ from layerlab.l1.consensus.beacon import (
 from layerlab.l1.consensus.merge import pos_of
 from layerlab.l1.consensus.pos import BeaconBody
 from layerlab.l1.consensus.types import Attestation, AttestationData, Withdrawal
-from layerlab.l1.netrunner import make_node
+from layerlab.l1.launcher import make_node
 from layerlab.l1.node import Node
 
 GENESIS_TS = 1_700_000_000

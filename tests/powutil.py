@@ -8,7 +8,7 @@ from eth_account import Account
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l1.chain.config import ChainConfig, ConsensusConfig
 from layerlab.l1.consensus.pow import PowEngine, Sealer
-from layerlab.l1.netrunner import engine_factory
+from layerlab.l1.launcher import engine_factory
 from layerlab.l1.node import Node
 
 DEV = derive_dev_accounts()

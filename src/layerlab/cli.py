@@ -73,8 +73,8 @@ def node(
     Without --p2p-port it is a single-node devnet (as Anvil); with it, a network node
     under the chain config's consensus (pow, pos or merge).
     """
+    from layerlab.l1.launcher import serve_forever
     from layerlab.l1.node import MiningMode, Node
-    from layerlab.l1.runner import serve_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, directory = _node_options(config, data_dir, in_memory, chain_id, gas_limit, base_fee,
@@ -102,15 +102,15 @@ def node(
 def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p_port: int, peers: str,
                   mine: bool, duty: float, coinbase: str | None, validators: str, byzantine: str) -> None:
     from layerlab.l1.chain.config import ChainConfig
-    from layerlab.l1.netrunner import NetOptions, make_node, serve_network
+    from layerlab.l1.launcher import NetOptions, make_node, serve_network
 
     assert isinstance(cfg, ChainConfig)
-    peer_list = []
-    for item in filter(None, (p.strip() for p in peers.split(","))):
-        h, _, prt = item.rpartition(":")
-        if h not in ("127.0.0.1", "localhost") or not prt.isdigit():
-            raise typer.BadParameter(f"peer {item!r}: expected 127.0.0.1:<port>")
-        peer_list.append(("127.0.0.1", int(prt)))
+    from layerlab.orchestration import ServiceError, parse_peer_address
+
+    try:
+        peer_list = [parse_peer_address(p.strip()) for p in peers.split(",") if p.strip()]
+    except ServiceError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     opts = NetOptions(
         p2p_port=p2p_port, peers=peer_list, mine=mine, duty=duty,
         coinbase=bytes.fromhex(coinbase.removeprefix("0x")) if coinbase else b"\x00" * 20,

@@ -42,6 +42,7 @@ __all__ = [
     "ServiceError",
     "free_port",
     "is_alive",
+    "parse_peer_address",
     "read_description",
     "rpc_call",
     "spawn",
@@ -72,6 +73,17 @@ class RpcError(LayerlabError):
         self.data = error.get("data")
         self.error = dict(error)
         super().__init__(f"{method}: {error.get('message')} (code {self.code})")
+
+
+def parse_peer_address(text: object) -> tuple[str, int]:
+    """``"127.0.0.1:<port>"`` (or ``localhost:<port>``) as ``("127.0.0.1", port)``; peers
+    are on the loopback only in this lab. Raises :class:`ServiceError` naming the text."""
+    if not isinstance(text, str) or text.count(":") != 1:
+        raise ServiceError(f"peer address must be 'host:port', got {text!r}")
+    host, port = text.split(":")
+    if host not in (LOOPBACK, "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServiceError(f"peer address must be {LOOPBACK}:<port>, got {text!r}")
+    return LOOPBACK, int(port)
 
 
 def free_port(host: str = LOOPBACK) -> int:

@@ -51,7 +51,8 @@ from layerlab.l2.channels.types import ChannelId, ChannelState, SignedState
 from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.store import RecordStore
 from layerlab.primitives.types import Wei
-from tests.channelnet import ETHER, ChannelNet, compute_fee, running_network, wait_until
+from tests.channelnet import ETHER, ChannelNet, compute_fee, running_network
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

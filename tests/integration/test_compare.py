@@ -20,8 +20,8 @@ from web3 import Web3
 
 from layerlab.bench.l1_workloads import run_l1_workload
 from layerlab.l1.chain.config import ChainConfig
+from layerlab.l1.launcher import BackgroundNode
 from layerlab.l1.node import MiningMode, Node
-from layerlab.l1.runner import BackgroundNode
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from layerlab.l2.plasma.types import ETH
 from layerlab.l2.plasma.watcher import Watcher
 from layerlab.orchestration import rpc_call, stop
 from tests.nodeproc import rpc
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,8 @@ def cli(*args: str, timeout: float = 120) -> str:
     return proc.stdout
 
 
-def wait_for(predicate, what: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
+def wait_for(predicate, what: str, timeout: float = 30):  # type: ignore[no-untyped-def]
+    return wait_until(predicate, timeout, what, interval=0.2)
 
 
 def test_the_cli_from_deposit_to_withdrawal(tmp_path: Path) -> None:

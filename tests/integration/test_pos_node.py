@@ -30,7 +30,7 @@ from layerlab.l1.consensus.types import (
     ProposerSlashing,
     SignedBlockHeader,
 )
-from layerlab.l1.netrunner import make_node
+from layerlab.l1.launcher import make_node
 from layerlab.l1.node import Node
 from tests.posutil import (
     CONFIG,
@@ -505,7 +505,7 @@ def test_restart_replays_the_votes_blocks_carried(tmp_path: Path) -> None:
 def test_slashing_protection_survives_a_restart(tmp_path: Path) -> None:
     """EIP-3076: the high marks are on disk before a signature leaves, so a validator
     restarted within a slot refuses to sign a second proposal or vote."""
-    from layerlab.l1.producer import PosValidator
+    from layerlab.l1.validator import PosValidator
     from tests.posutil import CONFIG
 
     d = tmp_path / "data"
@@ -513,7 +513,8 @@ def test_slashing_protection_survives_a_restart(tmp_path: Path) -> None:
 
     def validator(n: Node) -> PosValidator:
         return PosValidator(n, lambda: None, [0], coinbase=b"\x01" * 20,
-                            publish_block=lambda b, body: None, publish_vote=lambda m, d: None)
+                            publish_block=lambda b, body: None, publish_attestation=lambda d: None,
+                            publish_slashing=lambda d: None)
 
     v = validator(node)
     assert v._may_sign(0, slot=5) and v._may_sign(0, target_epoch=2)

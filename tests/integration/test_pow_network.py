@@ -71,7 +71,7 @@ def _forged_block(net: Cluster) -> bytes:
     import json
 
     from layerlab.l1.chain.config import parse_config
-    from layerlab.l1.netrunner import engine_factory
+    from layerlab.l1.launcher import engine_factory
     from layerlab.l1.node import Node
     from tests.powutil import seal
 

@@ -184,7 +184,7 @@ def test_a_double_spend_needs_the_work() -> None:
 def test_restart_resumes_fork_choice(tmp_path: object) -> None:
     from pathlib import Path
 
-    from layerlab.l1.netrunner import engine_factory
+    from layerlab.l1.launcher import engine_factory
     from layerlab.l1.node import Node
     from tests.powutil import CONFIG
 

@@ -24,6 +24,7 @@ from layerlab.l2.rollup.optimistic import MINIMAL, RollupContract
 from layerlab.l2.rollup.txs import Transfer, sign_tx
 from layerlab.orchestration import RpcError, rpc_call, stop
 from tests.nodeproc import NodeProcess
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +34,7 @@ ETHER = 10**18
 
 
 def wait_for(predicate, what: str, timeout: float = 60):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return wait_until(predicate, timeout, what, interval=0.2)
 
 
 def transfer(rollup: RollupContract, nonce: int, amount: int = 1000) -> str:

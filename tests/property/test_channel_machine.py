@@ -41,7 +41,6 @@ from layerlab import errors
 from layerlab.errors import ChannelError
 from layerlab.l2.channels import signing
 from layerlab.l2.channels.machine import (
-    FINAL_NONCE,
     Ack,
     AddLock,
     Channel,
@@ -89,7 +88,7 @@ from layerlab.l2.channels.machine import (
     is_revoked,
     sign_digest,
 )
-from layerlab.l2.channels.types import ChannelId, ChannelState, Domain, Lock
+from layerlab.l2.channels.types import FINAL_NONCE, ChannelId, ChannelState, Domain, Lock
 from layerlab.primitives.types import BlockNumber, Nonce, Wei
 
 KEYS = {"a": b"\x11" * 32, "b": b"\x22" * 32}
@@ -818,7 +817,6 @@ def test_close_state_before_any_update_is_the_contracts_empty_state() -> None:
 
     a = new_pair()["a"]
     assert compute_close_state(a) == onchain.compute_empty_state(CHANNEL_ID)
-    assert FINAL_NONCE == onchain.FINAL_NONCE
 
 
 def test_messages_round_trip_through_json() -> None:

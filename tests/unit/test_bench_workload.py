@@ -16,7 +16,6 @@ from layerlab.bench.hardhat import (
     HardhatNode,
     HardhatNodeConfig,
     compute_hardhat_config,
-    get_free_port,
 )
 from layerlab.bench.raw_pyevm import create_bench_chain, measure_raw_pyevm
 from layerlab.bench.rpc_load import (
@@ -34,6 +33,7 @@ from layerlab.bench.workload import (
     compute_transaction_hash,
     compute_transfer_workload,
 )
+from layerlab.orchestration import free_port
 from layerlab.primitives.types import GWEI, ChainId, Nonce, Wei
 
 HARDHAT_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -264,4 +264,4 @@ def test_hardhat_node_includes_500_transfers() -> None:
 def test_rpc_load_reports_an_unreachable_node() -> None:
     workload = compute_transfer_workload(TransferWorkloadSpec(tx_count=1, sender_count=1))
     with pytest.raises(RpcLoadError, match="failed"):
-        run_rpc_load(f"http://127.0.0.1:{get_free_port()}", workload.raw_transactions)
+        run_rpc_load(f"http://127.0.0.1:{free_port()}", workload.raw_transactions)

@@ -22,7 +22,7 @@ from layerlab.l2.channels import machine as m
 from layerlab.l2.channels.routing import FeePolicy
 from layerlab.l2.channels.switch import INVOICE_PREFIX, HtlcSwitch
 from layerlab.l2.channels.transport import PeerLink, PeerTransport
-from layerlab.l2.channels.types import ChannelId, Domain, Hashlock
+from layerlab.l2.channels.types import ChannelId, Domain, Hashlock, Preimage
 from layerlab.l2.store import RecordStore
 from layerlab.primitives.types import BlockNumber, Wei
 
@@ -92,7 +92,7 @@ async def pay_through_b(tmp_path: Path, hop_amount: int, hop_expiry: int, lock_a
     b.open(AB, "b", a)
     b.open(BC, "a", c)
     c.open(BC, "b", b)
-    preimage = m.Preimage(b"\x07" * 32)
+    preimage = Preimage(b"\x07" * 32)
     hashlock = m.compute_hashlock(preimage)
     # what ControlApi.create_invoice stores for an invoice of C's
     c.store.put(INVOICE_PREFIX + hashlock, {"amount": AMOUNT, "preimage": "0x" + preimage.hex(),
@@ -125,7 +125,7 @@ def test_a_lock_paying_the_fee_and_the_delta_is_forwarded_and_settled(tmp_path: 
     # add + settle on each hop; A paid amount + fee, C received the amount, B kept the fee
     assert balances(nodes["a"].channel(AB)) == (2, DEPOSIT - AMOUNT - FEE, AMOUNT + FEE)
     assert balances(nodes["c"].channel(BC)) == (2, DEPOSIT - AMOUNT, AMOUNT)
-    assert nodes["b"].switch.forwards[bytes(m.compute_hashlock(m.Preimage(b"\x07" * 32)))] \
+    assert nodes["b"].switch.forwards[bytes(m.compute_hashlock(Preimage(b"\x07" * 32)))] \
         .state == "settled"
 
 

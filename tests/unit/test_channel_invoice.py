@@ -24,8 +24,9 @@ from layerlab.l2.channels.invoice import (
     is_invoice_expired,
     validate_invoice,
 )
-from layerlab.l2.channels.machine import Preimage, compute_address
+from layerlab.l2.channels.machine import compute_address
 from layerlab.l2.channels.signing import sign_digest
+from layerlab.l2.channels.types import Preimage
 from layerlab.primitives.types import ChainId, Timestamp, Wei
 
 KEY = b"\x42" * 32

@@ -55,3 +55,14 @@ def test_stop_terminates_the_process_group() -> None:
     proc.wait(timeout=5)
     assert not is_alive(proc.pid)
     assert stop([proc.pid], timeout=1) == 0  # already gone
+
+
+def test_peer_addresses_are_loopback_host_and_port() -> None:
+    from layerlab.orchestration import ServiceError, parse_peer_address
+
+    assert parse_peer_address("127.0.0.1:30303") == ("127.0.0.1", 30303)
+    assert parse_peer_address("localhost:9") == ("127.0.0.1", 9)
+    for bad in ("10.0.0.1:30303", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+                "127.0.0.1:x", "[::1]:1:2", 30303):
+        with pytest.raises(ServiceError):
+            parse_peer_address(bad)

@@ -207,8 +207,8 @@ def _l1_row(system: str, run: L1WorkloadRun, final_s: tuple[float, ...], source:
 @contextlib.contextmanager
 def _devnet(gas_limit: int = 100_000_000) -> Iterator[tuple[str, list[bytes]]]:
     from layerlab.l1.chain.config import ChainConfig
+    from layerlab.l1.launcher import BackgroundNode
     from layerlab.l1.node import MiningMode, Node
-    from layerlab.l1.runner import BackgroundNode
 
     config = ChainConfig(gas_limit=gas_limit)
     node = Node(config, mining=MiningMode.INTERVAL, block_time=DEVNET_BLOCK_TIME)

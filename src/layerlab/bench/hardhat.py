@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -49,6 +48,7 @@ from layerlab.bench.workload import (
     compute_transfer_workload,
 )
 from layerlab.errors import LayerlabError
+from layerlab.orchestration import free_port
 from layerlab.primitives.types import ETHER, GWEI, ChainId, Wei
 
 logger = logging.getLogger(__name__)
@@ -121,14 +121,6 @@ def get_hardhat_project_root(start: Path | None = None) -> Path:
     )
 
 
-def get_free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class HardhatNode:
     """A running Hardhat node; use as a context manager::
 
@@ -175,7 +167,7 @@ class HardhatNode:
         if node_binary is None:
             raise HardhatNodeError("node (Node.js) is not on PATH")
         if self.port is None:
-            self.port = get_free_port()
+            self.port = free_port()
         self._workdir = tempfile.TemporaryDirectory(prefix="layerlab-hardhat-")
         workdir = Path(self._workdir.name)
         config_path = workdir / "hardhat.config.js"

@@ -79,9 +79,9 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
 
 
 def run_layerlab(raw_txs: tuple[bytes, ...], batch: int) -> RpcLoadResult:
-    from layerlab.bench.hardhat import get_free_port
+    from layerlab.orchestration import free_port
 
-    port = get_free_port()
+    port = free_port()
     proc = _start_node(port)
     url = f"http://127.0.0.1:{port}"
     try:

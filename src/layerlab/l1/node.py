@@ -1,7 +1,7 @@
-"""The L1 devnet node: wires chain, transaction pool, block production and dev controls.
+"""The L1 node's core: block import, fork choice, the head, the pool and mining.
 
-Data flows one way: a transaction enters by :meth:`Node.submit_raw` (RPC) or
-:meth:`Node.submit_unsigned` (``eth_sendTransaction`` for dev or impersonated accounts),
+Data flows one way: a transaction enters by :meth:`Node.submit_raw` (RPC or gossip) or
+:meth:`Node.admit` (``eth_sendTransaction``, from :mod:`layerlab.l1.devtools`),
 waits in the :class:`~layerlab.l1.txpool.TxPool`, is selected by the builder, executed by
 py-evm (:class:`~layerlab.l1.chain.evm.EvmChain`), stored, and announced to listeners
 (RPC subscriptions and filters).
@@ -11,7 +11,10 @@ arrives), *interval* (a block every ``block_time`` seconds, empty or not) and *m
 (only ``evm_mine``). Accepted transactions are written to the database before the call
 returns, so a node killed while they wait in the pool re-admits them on restart.
 
-This class is synchronous and single-threaded; the RPC server calls it from its event loop.
+The Anvil/Hardhat dev controls (impersonation, snapshots, the clock, state edits) are
+:class:`~layerlab.l1.devtools.DevTools`, ``node.dev``; they change the node only
+through its methods. This class is synchronous and single-threaded; the RPC server calls
+it from its event loop.
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ from layerlab.l1.blobstore import DEFAULT_RETENTION, BlobStore
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.evm import EvmChain, MinedBlock
 from layerlab.l1.consensus.engine import ConsensusEngine
+from layerlab.l1.devtools import SPOOF_PREFIX, DevTools, is_impersonated
 from layerlab.l1.storage import NODE_PREFIX, ChainDB, open_db
 from layerlab.l1.txpool import PooledTransaction, TxPool
 
 log = logging.getLogger(__name__)
 
 POOL_PREFIX = NODE_PREFIX + b"pool:"
-SPOOF_PREFIX = NODE_PREFIX + b"impersonated:"
 META_KEY = NODE_PREFIX + b"meta"
 
 
@@ -56,16 +59,6 @@ class MiningMode(enum.Enum):
     AUTO = "auto"
     INTERVAL = "interval"
     MANUAL = "manual"
-
-
-@dataclass
-class Snapshot:
-    """What ``evm_revert`` restores: head block, pool contents and clock."""
-
-    block_number: int
-    pool_raw: list[bytes]
-    time_offset: int
-    state_override: str | None
 
 
 @dataclass
@@ -129,12 +122,9 @@ class Node:
         self.coinbase = coinbase
         self.pool = TxPool(self.config.chain_id, self.chain.tx_builder)
         self.meta = NodeMeta.decode(self.db.get(META_KEY))
-        self.snapshots: dict[int, Snapshot] = {}
-        self._next_snapshot_id = 1
         self.block_listeners: list[Listener] = []
         self.pending_listeners: list[PendingListener] = []
-        self.impersonated: set[bytes] = set()
-        self.dev_keys = {a.address_bytes: a.private_key for a in self.config.dev_accounts}
+        self.dev = DevTools(self)
         self._reader: HeadReader | None = None
         self.engine: ConsensusEngine | None = None
         if engine_factory is not None:
@@ -143,12 +133,28 @@ class Node:
             if self.engine.head() != self.chain.head.hash:  # killed between store and head
                 self.chain.set_head(self.engine.head())
         self.network: Any = None
-        """The p2p service when the node is networked (set by the runner; l1/node never
+        """The p2p service when the node is networked (:meth:`attach`; l1/node never
         imports l1/p2p)."""
         self.producer: Any = None
+        """What reports this node's block production (:meth:`attach`)."""
         self.reorgs: list[tuple[int, int]] = []
         """(depth, block number) of each reorg seen, for ``net status``'s fork rate."""
         self._restore_pool()
+
+    def attach(self, *, network: Any = None, producer: Any = None) -> None:
+        """Record the p2p service and the block producers of a networked node (the
+        launcher builds them around the node)."""
+        if network is not None:
+            self.network = network
+        if producer is not None:
+            self.producer = producer
+
+    def set_mining(self, mode: MiningMode, block_time: float | None = None) -> None:
+        """Choose how blocks are produced; ``block_time`` is the interval mode's period."""
+        if mode is MiningMode.INTERVAL and not block_time:
+            raise LayerlabError("interval mining needs a block time above 0")
+        self.mining = mode
+        self.block_time = block_time if mode is MiningMode.INTERVAL else None
 
     # -- head state ----------------------------------------------------------------------
     @property
@@ -188,87 +194,37 @@ class Node:
     def _save_meta(self) -> None:
         self.db[META_KEY] = self.meta.encode()
 
+    def set_clock(self, *, time_offset: int, next_timestamp: int | None) -> None:
+        """Set the offset of block time from wall time and, if not None, the next
+        block's timestamp (used once)."""
+        self.meta.time_offset = time_offset
+        self.meta.next_timestamp = next_timestamp
+        self._save_meta()
+
+    def set_state_override(self, state_root: bytes | None) -> None:
+        """Build the next block on ``state_root`` instead of the head's (dev state edits)."""
+        self.meta.state_override = state_root.hex() if state_root is not None else None
+        self._save_meta()
+        self._reader = None
+
     # -- transactions --------------------------------------------------------------------
     def submit_raw(self, raw: bytes) -> bytes:
         """Admit a signed raw transaction; return its hash (``eth_sendRawTransaction``)."""
-        ptx = self.pool.decode(raw)
-        return self._admit(ptx)
+        return self.admit(self.pool.decode(raw))
 
-    def _admit(self, ptx: PooledTransaction, spoofed_sender: bool = False) -> bytes:
+    def admit(self, ptx: PooledTransaction) -> bytes:
+        """Admit a decoded (or impersonated) transaction to the pool, write it to disk,
+        and mine it at once in auto mode; return its hash."""
         replaced = self.pool.add(
             ptx, self.reader(), base_fee=self.next_base_fee(), block_gas_limit=self.config.gas_limit,
             blob_base_fee=self.next_blob_base_fee(),
         )
-        puts = {POOL_PREFIX + ptx.hash: (b"\x01" if spoofed_sender else b"\x00") + ptx.sender
-                + ptx.wire}
-        self.db.write_many(puts, [POOL_PREFIX + replaced.hash] if replaced else [])
+        self._write_pool_record(ptx, replaced)
         for listener in self.pending_listeners:
             listener(ptx.hash)
         if self.mining is MiningMode.AUTO:
             self.mine()
         return ptx.hash
-
-    def submit_unsigned(self, fields: dict[str, Any]) -> bytes:
-        """``eth_sendTransaction``: sign with a dev key, or spoof an impersonated sender."""
-        sender: bytes = fields["from"]
-        state = self.reader()
-        nonce = fields.get("nonce")
-        if nonce is None:
-            in_pool = self.pool.sender_nonces(sender)
-            nonce = max(state.get_nonce(sender), (in_pool[-1] + 1) if in_pool else 0)
-        base_fee = self.next_base_fee()
-        tip = fields.get("maxPriorityFeePerGas", 10**9 if "gasPrice" not in fields else None)
-        tx_fields: dict[str, Any] = {
-            "chainId": self.config.chain_id,
-            "nonce": nonce,
-            "to": fields.get("to") or b"",
-            "value": fields.get("value", 0),
-            "data": fields.get("data", b""),
-            "gas": fields.get("gas"),
-        }
-        if tx_fields["gas"] is None:
-            from layerlab.l1.chain.evm import CallRequest
-
-            est = self.chain.estimate_gas(
-                CallRequest(sender=sender, to=tx_fields["to"], data=tx_fields["data"],
-                            value=tx_fields["value"]),
-                self.latest_header(),
-            )
-            tx_fields["gas"] = est if est > 0 else self.config.gas_limit
-        if "gasPrice" in fields and "maxFeePerGas" not in fields:
-            tx_fields["gasPrice"] = fields["gasPrice"]
-        else:
-            tx_fields["maxPriorityFeePerGas"] = tip
-            tx_fields["maxFeePerGas"] = fields.get("maxFeePerGas", 2 * base_fee + int(tip or 0))
-            tx_fields["type"] = 2
-        if sender in self.dev_keys and sender not in self.impersonated:
-            from eth_account import Account
-
-            signed = Account.sign_transaction(
-                {**tx_fields, "to": _to_hex(tx_fields["to"]), "data": tx_fields["data"]},
-                self.dev_keys[sender],
-            )
-            return self.submit_raw(bytes(signed.raw_transaction))
-        if sender not in self.impersonated:
-            raise InvalidTransaction(
-                "unknown-account", f"unknown account 0x{sender.hex()}: not a dev account and "
-                "not impersonated (anvil_impersonateAccount)"
-            )
-        return self._admit(self._spoof(sender, tx_fields), spoofed_sender=True)
-
-    def _spoof(self, sender: bytes, f: dict[str, Any]) -> PooledTransaction:
-        """An impersonated transaction (``anvil_impersonateAccount``).
-
-        It is signed by a throwaway key derived from the sender, so that it encodes,
-        hashes and stores like any transaction; execution sees the impersonated sender
-        (as Hardhat's and Anvil's impersonation). The node records the true sender by
-        hash for receipts and lookups.
-        """
-        from eth_account import Account
-
-        fields = {**f, "to": _to_hex(f["to"]), "data": f["data"]}
-        signed = Account.sign_transaction(fields, _impersonation_key(sender))
-        return _spoofed(self.pool.decode(bytes(signed.raw_transaction)), sender)
 
     # -- blocks --------------------------------------------------------------------------
     def next_timestamp(self) -> int:
@@ -409,7 +365,7 @@ class Node:
                 if bytes(tx.hash) in included:
                     continue
                 try:
-                    self._admit(self.pool.decode(tx.encode()))
+                    self.admit(self.pool.decode(tx.encode()))
                 except LayerlabError as exc:
                     log.info("orphaned tx 0x%s not re-admitted: %s", bytes(tx.hash).hex(), exc)
         self.pool.prune(self.reader(), {p.sender for p in self.pool.all()})
@@ -428,12 +384,16 @@ class Node:
         self.pool.remove(p.hash for p in ptxs)
         deletes = [POOL_PREFIX + p.hash for p in ptxs]
         puts = {SPOOF_PREFIX + p.hash: p.sender for p in ptxs
-                if mined_block and isinstance(p.tx, ImpersonatedTransaction)}
+                if mined_block and is_impersonated(p)}
         self.db.write_many(puts, deletes)
 
-    def spoofed_sender(self, tx_hash: bytes) -> bytes | None:
-        sender: bytes | None = self.db.get(SPOOF_PREFIX + tx_hash)
-        return sender
+    def _write_pool_record(self, ptx: PooledTransaction,
+                           replaced: PooledTransaction | None) -> None:
+        """Keep an admitted transaction on disk (a flag byte for impersonation, the
+        sender, the network form) until it is mined or dropped."""
+        flag = b"\x01" if is_impersonated(ptx) else b"\x00"
+        self.db.write_many({POOL_PREFIX + ptx.hash: flag + ptx.sender + ptx.wire},
+                           [POOL_PREFIX + replaced.hash] if replaced else [])
 
     def _restore_pool(self) -> None:
         """Re-admit the pool written to disk before a restart, exactly as acknowledged.
@@ -453,8 +413,7 @@ class Node:
                 self.db.write_many({}, [key])
                 continue
             if spoofed:
-                self.impersonated.add(sender)
-                ptx = _spoofed(ptx, sender)
+                ptx = self.dev.restore_impersonated(ptx, sender)
             stored.append(ptx)
         kept = self.readmit(stored)
         if kept:
@@ -482,118 +441,22 @@ class Node:
                             ptx.sender.hex(), ptx.nonce, exc)
                 self.db.write_many({}, [POOL_PREFIX + ptx.hash])
                 continue
-            flag = b"\x01" if isinstance(ptx.tx, ImpersonatedTransaction) else b"\x00"
-            self.db.write_many({POOL_PREFIX + ptx.hash: flag + ptx.sender + ptx.wire},
-                               [POOL_PREFIX + replaced.hash] if replaced else [])
+            self._write_pool_record(ptx, replaced)
             if replaced is not None:
                 kept = [p for p in kept if p.hash != replaced.hash]
             kept.append(ptx)
         return kept
 
-    # -- dev controls (evm_*, anvil_*) -------------------------------------------------------
-    def snapshot(self) -> int:
-        sid = self._next_snapshot_id
-        self._next_snapshot_id += 1
-        self.snapshots[sid] = Snapshot(
-            block_number=self.head.block_number,
-            pool_raw=[p.wire for p in self.pool.all() if not isinstance(p.tx, ImpersonatedTransaction)],
-            time_offset=self.meta.time_offset,
-            state_override=self.meta.state_override,
-        )
-        return sid
-
-    def revert(self, snapshot_id: int) -> bool:
-        """Restore a snapshot; it and every later snapshot are consumed (as Hardhat)."""
-        snap = self.snapshots.get(snapshot_id)
-        if snap is None:
-            return False
-        for sid in [s for s in self.snapshots if s >= snapshot_id]:
-            del self.snapshots[sid]
-        self.chain.rewind(snap.block_number)
+    def rewind(self, block_number: int) -> None:
+        """Make block ``block_number`` the head again and empty the pool, on disk too
+        (``evm_revert``)."""
+        self.chain.rewind(block_number)
         self.pool.clear()
         self.db.write_many({}, [k for k, _ in self.db.iterate_prefix(POOL_PREFIX)])
-        self.meta.time_offset = snap.time_offset
-        self.meta.state_override = snap.state_override
         self.meta.next_timestamp = None
-        self._save_meta()
-        self._reader = None
-        restored = []
-        for raw in snap.pool_raw:
-            try:
-                restored.append(self.pool.decode(raw))
-            except LayerlabError as exc:  # cannot happen: the pool decoded it before
-                log.warning("snapshot pool tx not decodable: %s", exc)
-        self.readmit(restored)
-        return True
-
-    def increase_time(self, seconds: int) -> int:
-        self.meta.time_offset += seconds
-        self._save_meta()
-        return self.meta.time_offset
-
-    def set_next_timestamp(self, timestamp: int) -> None:
-        if timestamp <= self.head.timestamp:
-            raise InvalidBlock(
-                f"timestamp {timestamp} is not after the head's timestamp {self.head.timestamp}"
-            )
-        self.meta.next_timestamp = timestamp
-        self.meta.time_offset = timestamp - int(time.time())
-        self._save_meta()
-
-    def edit_state(self, edit: Callable[[StateAPI], None]) -> None:
-        """Apply a dev edit to the head state (``anvil_setBalance``...) without a block."""
-        state = self.head_state()
-        edit(state)
-        state.persist()
-        self.meta.state_override = bytes(state.state_root).hex()
         self._save_meta()
         self._reader = None
 
     def close(self) -> None:
         self.db.close()
 
-
-def _to_hex(value: bytes) -> str | None:
-    from eth_utils.address import to_checksum_address
-
-    return to_checksum_address(value) if value else None
-
-
-def _impersonation_key(sender: bytes) -> bytes:
-    from eth_hash.auto import keccak
-
-    return bytes(keccak(b"layerlab-impersonation:" + sender))
-
-
-class ImpersonatedTransaction:
-    """A signed transaction whose sender is overridden (dev impersonation only).
-
-    Every attribute is the wrapped transaction's, except ``sender``/``get_sender`` and the
-    signature check, so py-evm executes it as if the impersonated account had signed.
-    """
-
-    __slots__ = ("_tx", "sender")
-
-    def __init__(self, tx: SignedTransactionAPI, sender: bytes) -> None:
-        self._tx = tx
-        self.sender = sender
-
-    def get_sender(self) -> bytes:
-        return self.sender
-
-    def check_signature_validity(self) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("_tx", "sender"):
-            raise AttributeError(name)
-        return getattr(self._tx, name)
-
-
-def _spoofed(ptx: PooledTransaction, sender: bytes) -> PooledTransaction:
-    return PooledTransaction(
-        tx=ImpersonatedTransaction(ptx.tx, sender),  # type: ignore[arg-type]
-        raw=ptx.raw, hash=ptx.hash, sender=sender, nonce=ptx.nonce, gas=ptx.gas,
-        max_fee=ptx.max_fee, max_priority_fee=ptx.max_priority_fee, sidecar=ptx.sidecar,
-        network_raw=ptx.network_raw,
-    )

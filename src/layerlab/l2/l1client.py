@@ -41,6 +41,7 @@ from web3.types import BlockIdentifier, EventData, FilterParams, LogReceipt, TxP
 from web3.types import Wei as Web3Wei
 
 from layerlab.errors import LayerlabError
+from layerlab.primitives.revert import decode_builtin_revert
 from layerlab.primitives.types import BlockNumber
 
 __all__ = [
@@ -60,8 +61,6 @@ RECEIPT_TIMEOUT_SECONDS: Final = 60.0
 GAS_MARGIN_DIVISOR: Final = 10
 """Gas limit = estimate + estimate / 10."""
 
-_ERROR_STRING: Final = keccak(b"Error(string)")[:4]
-_PANIC: Final = keccak(b"Panic(uint256)")[:4]
 _RETURN_DATA_RE: Final = re.compile(r"return data: (0x[0-9a-fA-F]*)")
 
 
@@ -247,10 +246,9 @@ class L1Contract:
             return None, {}
         selector, body = payload[:4], payload[4:]
         try:
-            if selector == _ERROR_STRING:
-                return "Error", {"reason": abi_decode(["string"], body)[0]}
-            if selector == _PANIC:
-                return "Panic", {"code": abi_decode(["uint256"], body)[0]}
+            builtin = decode_builtin_revert(payload)
+            if builtin is not None:
+                return builtin[0], dict(builtin[1])
             if selector in self._errors:
                 name, names, types = self._errors[selector]
                 values = abi_decode(types, body)

@@ -10,6 +10,7 @@ from layerlab.l1.consensus.beacon import PosEngine
 from layerlab.l1.consensus.merge import pos_of
 from layerlab.l1.rpc.codec import InvalidParams, hex_data, parse_data
 from layerlab.l1.rpc.common import Namespace
+from layerlab.orchestration import ServiceError, parse_peer_address
 
 
 class AdminApi(Namespace):
@@ -22,12 +23,10 @@ class AdminApi(Namespace):
 
     @staticmethod
     def _peer_address(addr: Any) -> tuple[str, int]:
-        if not isinstance(addr, str) or addr.count(":") != 1:
-            raise InvalidParams(f"peer address must be 'host:port', got {addr!r}")
-        host, port = addr.split(":")
-        if host not in ("127.0.0.1", "localhost") or not port.isdigit() or not 0 < int(port) < 65536:
-            raise InvalidParams(f"peer address must be 127.0.0.1:<port>, got {addr!r}")
-        return "127.0.0.1", int(port)
+        try:
+            return parse_peer_address(addr)
+        except ServiceError as exc:
+            raise InvalidParams(str(exc)) from exc
 
     def admin_peers(self) -> list[dict[str, Any]]:
         return list(self._network().status())

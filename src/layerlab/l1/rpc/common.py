@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI
 from eth.exceptions import Revert
-from eth_abi.abi import decode as abi_decode
 
 from layerlab.errors import ExecutionReverted, InvalidTransaction, LayerlabError
 from layerlab.l1.chain.evm import AccountOverride, CallRequest
@@ -37,10 +36,9 @@ from layerlab.l1.rpc.codec import (
     parse_hash,
     parse_quantity,
 )
+from layerlab.primitives.revert import decode_builtin_revert
 
 UINT64_MAX = 2**64 - 1  # header timestamps and account nonces are 64-bit (EIP-2681)
-ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
-PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 
 
 class UnknownBlock(LayerlabError):
@@ -49,16 +47,13 @@ class UnknownBlock(LayerlabError):
 
 def decode_revert_reason(data: bytes) -> str:
     """``execution reverted: <reason>`` as geth words it, for Error(string) and Panic."""
-    try:
-        if data[:4] == ERROR_SELECTOR:
-            (reason,) = abi_decode(["string"], data[4:])
-            return f"execution reverted: {reason}"
-        if data[:4] == PANIC_SELECTOR:
-            (code,) = abi_decode(["uint256"], data[4:])
-            return f"execution reverted: panic code {hex(code)}"
-    except Exception:
-        pass
-    return "execution reverted"
+    decoded = decode_builtin_revert(data)
+    if decoded is None:
+        return "execution reverted"
+    name, args = decoded
+    if name == "Error":
+        return f"execution reverted: {args['reason']}"
+    return f"execution reverted: panic code {hex(int(args['code']))}"
 
 
 @dataclass
@@ -264,7 +259,7 @@ class Namespace:
         return self.node.chain.get_state(self.state_header(block_id))
 
     def sender_of(self, tx: SignedTransactionAPI) -> bytes:
-        spoofed = self.node.spoofed_sender(bytes(tx.hash))
+        spoofed = self.node.dev.spoofed_sender(bytes(tx.hash))
         return spoofed if spoofed is not None else bytes(tx.sender)
 
     def _block_json(self, header: BlockHeaderAPI, full: bool) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from layerlab.l1.node import MiningMode
 from layerlab.l1.rpc.codec import (
     InvalidParams,
     hex_int,
@@ -43,7 +42,7 @@ class DevApi(Namespace):
                 ts = timestamp
         if ts is not None:
             # as Hardhat and Anvil: the clock carries on from the chosen timestamp
-            self.node.set_next_timestamp(parse_quantity(ts, "timestamp", UINT64_MAX))
+            self.node.dev.set_next_timestamp(parse_quantity(ts, "timestamp", UINT64_MAX))
         for _ in range(min(blocks, 10_000)):
             self.node.mine()
         return "0x0"
@@ -57,65 +56,57 @@ class DevApi(Namespace):
             raise InvalidParams(f"{n} blocks {step} s apart overflow the 64-bit timestamp")
         for _ in range(n):
             if interval is not None and step:
-                self.node.set_next_timestamp(self.node.head.timestamp + step)
+                self.node.dev.set_next_timestamp(self.node.head.timestamp + step)
             self.node.mine()
 
     def evm_snapshot(self) -> str:
-        return hex_int(self.node.snapshot())
+        return hex_int(self.node.dev.snapshot())
 
     def evm_revert(self, snapshot_id: Any) -> bool:
-        return self.node.revert(parse_quantity(snapshot_id, "snapshotId"))
+        return self.node.dev.revert(parse_quantity(snapshot_id, "snapshotId"))
 
     def evm_increaseTime(self, seconds: Any) -> str:
         value = parse_quantity(seconds, "seconds", UINT64_MAX)
-        if int(time.time()) + self.node.meta.time_offset + value > UINT64_MAX:
+        if int(time.time()) + self.node.dev.time_offset + value > UINT64_MAX:
             raise InvalidParams(f"seconds: {value} moves the clock past the 64-bit timestamp")
-        return hex_int(self.node.increase_time(value))
+        return hex_int(self.node.dev.increase_time(value))
 
     def evm_setNextBlockTimestamp(self, timestamp: Any) -> None:
-        self.node.set_next_timestamp(parse_quantity(timestamp, "timestamp", UINT64_MAX))
+        self.node.dev.set_next_timestamp(parse_quantity(timestamp, "timestamp", UINT64_MAX))
 
     def evm_setAutomine(self, enabled: Any) -> None:
-        self.node.mining = MiningMode.AUTO if parse_bool(enabled, "enabled") else MiningMode.MANUAL
-        if self.node.mining is MiningMode.AUTO and len(self.node.pool):
-            self.node.mine()
+        self.node.dev.set_automine(parse_bool(enabled, "enabled"))
 
     def evm_setIntervalMining(self, ms: Any) -> None:
-        interval = parse_quantity(ms, "interval", UINT64_MAX)
-        if interval == 0:
-            self.node.mining = MiningMode.MANUAL
-            self.node.block_time = None
-        else:
-            self.node.mining = MiningMode.INTERVAL
-            self.node.block_time = interval / 1000
+        self.node.dev.set_interval_mining(parse_quantity(ms, "interval", UINT64_MAX) / 1000)
 
     def anvil_setBalance(self, address: Any, balance: Any) -> bool:
         addr, value = parse_address(address), parse_quantity(balance, "balance")
-        self.node.edit_state(lambda s: s.set_balance(addr, value))
+        self.node.dev.edit_state(lambda s: s.set_balance(addr, value))
         return True
 
     def anvil_setCode(self, address: Any, code: Any) -> bool:
         addr, data = parse_address(address), parse_data(code, "code")
-        self.node.edit_state(lambda s: s.set_code(addr, data))
+        self.node.dev.edit_state(lambda s: s.set_code(addr, data))
         return True
 
     def anvil_setNonce(self, address: Any, nonce: Any) -> bool:
         addr, value = parse_address(address), parse_quantity(nonce, "nonce", UINT64_MAX)
-        self.node.edit_state(lambda s: s.set_nonce(addr, value))
+        self.node.dev.edit_state(lambda s: s.set_nonce(addr, value))
         return True
 
     def anvil_setStorageAt(self, address: Any, slot: Any, value: Any) -> bool:
         addr = parse_address(address)
         key = int.from_bytes(_word(parse_data(slot, "slot"), "slot"), "big")
         word = int.from_bytes(_word(parse_data(value, "value"), "value"), "big")
-        self.node.edit_state(lambda s: s.set_storage(addr, key, word))
+        self.node.dev.edit_state(lambda s: s.set_storage(addr, key, word))
         return True
 
     def anvil_impersonateAccount(self, address: Any) -> None:
-        self.node.impersonated.add(parse_address(address))
+        self.node.dev.impersonate(parse_address(address))
 
     def anvil_stopImpersonatingAccount(self, address: Any) -> None:
-        self.node.impersonated.discard(parse_address(address))
+        self.node.dev.stop_impersonating(parse_address(address))
 
     def anvil_setAutomine(self, enabled: Any) -> None:
         self.evm_setAutomine(enabled)

@@ -433,11 +433,11 @@ class EthApi(Namespace):
         obj = parse_tx_object(tx)
         if "from" not in obj:
             raise InvalidParams("transaction.from is required")
-        return hex_data(self.node.submit_unsigned(obj))
+        return hex_data(self.node.dev.submit_unsigned(obj))
 
     # -- signing (dev accounts) ----------------------------------------------------------
     def _key(self, address: bytes) -> bytes:
-        key = self.node.dev_keys.get(address)
+        key = self.node.dev.dev_keys.get(address)
         if key is None:
             raise InvalidTransaction("unknown-account", f"unknown account {to_checksum_address(address)}")
         return key

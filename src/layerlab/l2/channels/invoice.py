@@ -34,9 +34,9 @@ from eth_hash.auto import keccak
 
 from layerlab.crypto.secp256k1 import BadSignature
 from layerlab.errors import ChannelError
-from layerlab.l2.channels.machine import Preimage, compute_address, compute_hashlock
+from layerlab.l2.channels.machine import compute_address, compute_hashlock
 from layerlab.l2.channels.signing import recover_digest_signer, sign_digest
-from layerlab.l2.channels.types import Hashlock
+from layerlab.l2.channels.types import Hashlock, Preimage
 from layerlab.primitives.types import Address, ChainId, Timestamp, Wei
 
 INVOICE_PREFIX = "llinv1"

@@ -76,19 +76,26 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Literal, NewType, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from eth_hash.auto import keccak
 
 from layerlab.crypto.secp256k1 import compute_address as crypto_compute_address
 from layerlab.errors import ChannelError
 from layerlab.l2.channels.signing import is_digest_signed_by, sign_digest
-from layerlab.l2.channels.types import ChannelId, ChannelState, Domain, Hashlock, Lock, SignedState
+from layerlab.l2.channels.types import (
+    FINAL_NONCE,
+    ChannelId,
+    ChannelState,
+    Domain,
+    Hashlock,
+    Lock,
+    Preimage,
+    SignedState,
+)
 from layerlab.primitives.types import Address, BlockNumber, Hash32, Nonce, Wei
 
 Role: TypeAlias = Literal["a", "b"]
-Preimage = NewType("Preimage", bytes)
-"""32 bytes whose sha256 is a lock's hashlock (BOLT 2 ``payment_preimage``)."""
 
 MAX_UINT64 = 2**64 - 1
 MAX_UINT256 = 2**256 - 1
@@ -96,8 +103,6 @@ MAX_REASON_LENGTH = 300
 """Characters of a refusal's reason carried in a :class:`Reject`."""
 _REJECT_TAG = b"\x19layerlab-channels:reject"
 _NONCE_ZERO = Nonce(0)
-FINAL_NONCE = 2**64 - 1
-"""The contract's ``FINAL_NONCE``: the nonce of a cooperative-close state."""
 MAX_ABANDONED = 8
 """Abandoned proposals kept (until revoked) so that a late ack can still commit one."""
 DEFAULT_SETTLE_TIMEOUT = BlockNumber(20)

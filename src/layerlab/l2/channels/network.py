@@ -15,59 +15,16 @@ to talk to them; ``layerlab channels down`` stops every process it lists.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from layerlab.errors import ChannelError
+from layerlab.orchestration import free_port, spawn, stop, wait_ready_file, wait_rpc
 
 DEFAULT_NET_DIR = Path(".layerlab/channels")
 DEFAULT_FEE = {"base_fee": 1, "proportional_millionths": 100, "cltv_delta": 10}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-        if proc.poll() is not None:
-            raise ChannelError(f"process exited with {proc.returncode} before it was ready")
-        time.sleep(0.05)
-    raise ChannelError(f"{path} did not appear within {timeout} s")
-
-
-def _rpc_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    body = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=2):
-                return
-        time.sleep(0.1)
-    raise ChannelError(f"L1 at {url} did not answer within {timeout} s")
-
-
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "layerlab.cli", *args], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def up(nodes: int, net_dir: Path = DEFAULT_NET_DIR, l1_url: str | None = None,
@@ -85,14 +42,15 @@ def up(nodes: int, net_dir: Path = DEFAULT_NET_DIR, l1_url: str | None = None,
         raise ChannelError(f"{net_dir} already holds a network; run `layerlab channels down`")
     accounts = derive_dev_accounts(count=nodes + 2)
     desc: dict[str, Any] = {"nodes": {}, "pids": []}
+    l1 = None
     if l1_url is None:
-        port = _free_port()
-        l1 = _spawn(["node", "--in-memory", "--quiet", "--port", str(port),
+        port = free_port()
+        l1 = spawn(["node", "--in-memory", "--quiet", "--port", str(port),
                      "--accounts", str(nodes + 2)], net_dir / "l1.log")
         desc["pids"].append(l1.pid)
         l1_url = f"http://127.0.0.1:{port}"
     desc["l1_url"] = l1_url
-    _rpc_ready(l1_url)
+    wait_rpc(l1_url, l1, log_path=net_dir / "l1.log")
     w3 = Web3(Web3.HTTPProvider(l1_url, request_kwargs={"timeout": 60}))
     contract = deploy_channels(w3, accounts[0].private_key)
     desc["contract"] = contract.address
@@ -103,23 +61,23 @@ def up(nodes: int, net_dir: Path = DEFAULT_NET_DIR, l1_url: str | None = None,
         ready.unlink(missing_ok=True)
         args = ["channels", "node", "--net-dir", str(net_dir), "--index", str(i),
                 "--settle-timeout", str(settle_timeout)]
-        proc = _spawn(args, net_dir / f"node{i}.log")
+        proc = spawn(args, net_dir / f"node{i}.log")
         procs.append((i, ready, proc))
         desc["pids"].append(proc.pid)  # recorded at once, so `down` stops it whatever happens
     (net_dir / "network.json").write_text(json.dumps(desc, indent=2))
     for i, ready, proc in procs:
-        info = _wait_for(ready, proc)
+        info = wait_ready_file(ready, proc, log_path=ready.with_suffix(".log"))
         desc["nodes"][info["address"]] = {"index": i, "host": "127.0.0.1", "port": info["port"],
                                           "control_port": info["control_port"], "pid": proc.pid,
                                           "fee": DEFAULT_FEE}
     if with_tower:
         ready = net_dir / "tower.ready"
         ready.unlink(missing_ok=True)
-        proc = _spawn(["channels", "tower", "--net-dir", str(net_dir),
+        proc = spawn(["channels", "tower", "--net-dir", str(net_dir),
                        "--index", str(nodes + 1)], net_dir / "tower.log")
         desc["pids"].append(proc.pid)
         (net_dir / "network.json").write_text(json.dumps(desc, indent=2))
-        info = _wait_for(ready, proc)
+        info = wait_ready_file(ready, proc, log_path=ready.with_suffix(".log"))
         desc["tower"] = {"host": "127.0.0.1", "port": info["port"], "pid": proc.pid,
                          "address": info["address"]}
     (net_dir / "network.json").write_text(json.dumps(desc, indent=2))
@@ -162,21 +120,6 @@ def down(net_dir: Path = DEFAULT_NET_DIR, timeout: float = 20) -> int:
     """Stop every process of the network (SIGTERM, then SIGKILL); returns how many."""
     desc = load(net_dir)
     pids = [int(p) for p in desc.get("pids", [])]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+    stop(pids, timeout)
     (net_dir / "network.json").unlink(missing_ok=True)
     return len(pids)

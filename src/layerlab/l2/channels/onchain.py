@@ -35,7 +35,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import Any, Final, NamedTuple, NewType, cast
+from typing import Any, Final, NamedTuple, cast
 
 from eth_account import Account
 from eth_typing import ABI, ChecksumAddress
@@ -47,11 +47,13 @@ from web3.types import BlockIdentifier, TxReceipt
 from layerlab.contracts import deploy, get_contract, load_artifact
 from layerlab.errors import ChannelError
 from layerlab.l2.channels.types import (
+    FINAL_NONCE,
     ChannelId,
     ChannelState,
     Domain,
     Hashlock,
     Lock,
+    Preimage,
     SignedState,
 )
 from layerlab.l2.l1client import (
@@ -82,12 +84,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CONTRACT_NAME: Final = "PaymentChannels"
-FINAL_NONCE: Final = 2**64 - 1
-"""Nonce of the final state that ``cooperativeClose`` accepts (``type(uint64).max``)."""
 ETH: Final = "0x0000000000000000000000000000000000000000"
-
-Preimage = NewType("Preimage", bytes)
-"""32 bytes whose SHA-256 is a lock's hashlock (BOLT 2 ``payment_preimage``)."""
 
 _ERC20_ABI: Final[ABI] = cast(ABI, [
     {"type": "function", "name": "approve", "stateMutability": "nonpayable",

@@ -35,7 +35,7 @@ from typing import Any
 from layerlab.errors import ChannelError
 from layerlab.l2.channels import machine as m
 from layerlab.l2.channels.routing import FeePolicy
-from layerlab.l2.channels.types import Hashlock, SignedState
+from layerlab.l2.channels.types import Hashlock, Preimage, SignedState
 from layerlab.l2.channels.watchtower import register_with_tower
 from layerlab.l2.service import cancel_tasks
 from layerlab.l2.store import RecordStore
@@ -359,7 +359,7 @@ class HtlcSwitch:
             if invoice.get("paid"):
                 await self._fail(in_channel, hashlock, "invoice already paid")
                 return
-            preimage = m.Preimage(_unhex(invoice["preimage"]))
+            preimage = Preimage(_unhex(invoice["preimage"]))
             self.save_channel(m.apply_preimage(self.channels[in_channel], preimage))
             invoice["paid"] = True
             self.store.put(INVOICE_PREFIX + hashlock, invoice)
@@ -414,7 +414,7 @@ class HtlcSwitch:
 
     async def _settle(self, channel_id: bytes, hashlock: bytes, preimage: bytes) -> None:
         outcome = await self.submit_safely(
-            channel_id, m.SettleLock(Hashlock(hashlock), m.Preimage(preimage)))
+            channel_id, m.SettleLock(Hashlock(hashlock), Preimage(preimage)))
         if not isinstance(outcome, m.UpdateCommitted):
             log.warning("settling 0x%s on 0x%s failed: %s", hashlock.hex()[:12],
                         channel_id.hex()[:12], outcome)
@@ -433,7 +433,7 @@ class HtlcSwitch:
             fwd.state = "settled"
             self.save_forward(fwd)
             channel = self.channels[fwd.in_channel]
-            self.save_channel(m.apply_preimage(channel, m.Preimage(preimage)))
+            self.save_channel(m.apply_preimage(channel, Preimage(preimage)))
             self.spawn(self._settle(fwd.in_channel, hashlock, preimage))
         payment = self.payments.get(hashlock)
         if payment is not None and payment.status in ("pending", "in_flight"):

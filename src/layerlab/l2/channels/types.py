@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NewType
+from typing import Final, NewType
 
 from eth_abi.abi import encode as abi_encode
 from eth_hash.auto import keccak
@@ -26,6 +26,13 @@ ChannelId = NewType("ChannelId", bytes)
 """32 bytes: ``keccak256(abi.encode(participantA, participantB, token, counter))``."""
 Hashlock = NewType("Hashlock", bytes)
 """32 bytes: ``sha256(preimage)`` as in Lightning (BOLT 2: payment_hash = SHA256(preimage))."""
+
+FINAL_NONCE: Final = 2**64 - 1
+"""Nonce of the final state of a cooperative close: the contract's ``FINAL_NONCE``
+(``type(uint64).max``)."""
+
+Preimage = NewType("Preimage", bytes)
+"""32 bytes whose SHA-256 is a lock's hashlock (BOLT 2 ``payment_preimage``)."""
 
 ZERO32 = b"\x00" * 32
 
