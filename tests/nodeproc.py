@@ -37,8 +37,10 @@ def call(url: str, method: str, *params: object) -> Any:
 class NodeProcess:
     """A node subprocess; ``url`` is its HTTP endpoint, ``ws_url`` its WebSocket one."""
 
-    def __init__(self, *args: str, data_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, *args: str, data_dir: Path | None = None, port: int | None = None,
+                 wrapper: list[str] | None = None) -> None:
         self.port = port or free_port()
+        self.wrapper = wrapper or []  # a command the node runs under, e.g. strace
         self.args = list(args)
         self.data_dir = data_dir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -53,7 +55,8 @@ class NodeProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> NodeProcess:
-        cmd = [sys.executable, "-m", "layerlab.cli", "node", "--port", str(self.port), "--quiet"]
+        cmd = [*self.wrapper, sys.executable, "-m", "layerlab.cli", "node", "--port",
+               str(self.port), "--quiet"]
         cmd += ["--data-dir", str(self.data_dir)] if self.data_dir else ["--in-memory"]
         cmd += self.args
         log_dir = self.data_dir or Path(os.environ.get("TMPDIR", "/tmp"))

@@ -67,6 +67,9 @@ def node(
         help="Misbehave on purpose (tests): double-propose,double-vote.")] = "",
     blob_retention: Annotated[int, typer.Option(
         help="Blocks a blob sidecar is kept (4096 epochs of 32 slots).")] = 4096 * 32,
+    sync_writes: Annotated[bool, typer.Option(
+        "--sync-writes", help="fsync every block and accepted transaction before answering "
+        "(durable across a power cut; costs throughput, see make bench).")] = False,
 ) -> None:
     """Run an L1 node: py-evm execution, LevelDB storage, JSON-RPC on HTTP + WS.
 
@@ -81,12 +84,12 @@ def node(
                                    accounts, mnemonic)
     if p2p_port is not None:
         _network_node(cfg, directory, host, port, p2p_port, peers, mine, duty, coinbase, validators,
-                      byzantine)
+                      byzantine, sync_writes)
         return
     mode = MiningMode.MANUAL if no_mining else (
         MiningMode.INTERVAL if block_time else MiningMode.AUTO)
     n = Node(cfg, data_dir=directory, mining=mode, block_time=block_time,  # type: ignore[arg-type]
-             blob_retention=blob_retention)
+             blob_retention=blob_retention, sync_writes=sync_writes)
 
     def ready(server: object) -> None:
         if not quiet:
@@ -100,7 +103,8 @@ def node(
 
 
 def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p_port: int, peers: str,
-                  mine: bool, duty: float, coinbase: str | None, validators: str, byzantine: str) -> None:
+                  mine: bool, duty: float, coinbase: str | None, validators: str, byzantine: str,
+                  sync_writes: bool = False) -> None:
     from layerlab.l1.chain.config import ChainConfig
     from layerlab.l1.launcher import NetOptions, make_node, serve_network
 
@@ -117,7 +121,7 @@ def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p
         validator_indices=[int(v) for v in validators.split(",") if v.strip()],
         byzantine=[b.strip() for b in byzantine.split(",") if b.strip()],
     )
-    n = make_node(cfg, directory)
+    n = make_node(cfg, directory, sync_writes=sync_writes)
 
     def ready(server: object) -> None:
         console.print(f"layerlab {cfg.consensus.engine} node: head #{n.head.block_number}, "

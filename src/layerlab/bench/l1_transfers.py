@@ -56,8 +56,8 @@ def measure_raw(transfers: int, senders: int, per_block: int) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def _start_node(port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "layerlab.cli", "node", "--in-memory", "--quiet",
+def _start_node(port: int, storage: tuple[str, ...] = ("--in-memory",)) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "layerlab.cli", "node", *storage, "--quiet",
            "--port", str(port), "--block-time", "1", "--gas-limit", str(GAS_LIMIT)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -78,11 +78,12 @@ def _wait_ready(url: str, timeout: float = 60) -> None:
     raise TimeoutError(f"node at {url} did not answer within {timeout} s")
 
 
-def run_layerlab(raw_txs: tuple[bytes, ...], batch: int) -> RpcLoadResult:
+def run_layerlab(raw_txs: tuple[bytes, ...], batch: int,
+                 storage: tuple[str, ...] = ("--in-memory",)) -> RpcLoadResult:
     from layerlab.orchestration import free_port
 
     port = free_port()
-    proc = _start_node(port)
+    proc = _start_node(port, storage)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url)
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--per-block", type=int, default=1_500)
     parser.add_argument("--skip-hardhat", action="store_true")
+    parser.add_argument("--durability-transfers", type=int, default=3_000,
+                        help="transfers for the LevelDB runs, with and without --sync-writes")
     parser.add_argument("--out", type=Path, default=RESULTS / "l1_transfers.json")
     args = parser.parse_args(argv)
     console = Console()
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             inclusion_timeout=300,
         )
 
+    durability = measure_durability(workload.raw_transactions[:args.durability_transfers],
+                                    args.batch_size, console)
     report: dict[str, Any] = {
         "benchmark": "l1_transfers",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "raw_pyevm": raw,
         "layerlab": _row(ours),
         "hardhat": _row(hardhat) if hardhat else None,
+        "durability": durability,
         "ratios": {
             "layerlab_vs_raw_pyevm": ours.tps / raw["tps"],
             "layerlab_vs_hardhat": (ours.tps / hardhat.tps) if hardhat else None,
@@ -162,12 +168,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if hardhat:
         table.add_row("Hardhat node (RPC)", f"{hardhat.tps:.0f}", str(hardhat.included_count),
                       f"{hardhat.seconds:.2f}", str(hardhat.blocks_used))
+    for name, row in durability.items():
+        if isinstance(row, dict):
+            table.add_row(f"layerlab node, {name}", f"{row['tps']:.0f}",
+                          str(row["included_count"]), f"{row['seconds']:.2f}",
+                          str(row["blocks_used"]))
     console.print(table)
+    console.print(f"--sync-writes keeps {durability['sync_vs_leveldb']:.2f} of the LevelDB "
+                  "node's rate")
     console.print(f"layerlab / raw py-evm = {report['ratios']['layerlab_vs_raw_pyevm']:.2f}"
                   + (f"; layerlab / Hardhat = {report['ratios']['layerlab_vs_hardhat']:.2f}"
                      if hardhat else ""))
     console.print(f"wrote {args.out}")
     return report
+
+
+def measure_durability(raw_txs: tuple[bytes, ...], batch: int,
+                       console: Console) -> dict[str, Any]:
+    """The cost of ``--sync-writes``: the same transfers to a node on LevelDB, with every
+    write fsynced before its answer and without (writes reach the OS, which survives a
+    killed process but not a power cut)."""
+    import tempfile
+
+    rows: dict[str, Any] = {}
+    for name, extra in (("LevelDB", ()), ("LevelDB --sync-writes", ("--sync-writes",))):
+        console.print(f"layerlab node ({name}, {len(raw_txs)} transfers) ...")
+        with tempfile.TemporaryDirectory(prefix="layerlab-bench-") as tmp:
+            rows[name] = _row(run_layerlab(raw_txs, batch, ("--data-dir", tmp, *extra)))
+    rows["sync_vs_leveldb"] = rows["LevelDB --sync-writes"]["tps"] / rows["LevelDB"]["tps"]
+    return rows
 
 
 def _cpus() -> int:

@@ -177,9 +177,10 @@ def with_staking_contract(config: ChainConfig) -> ChainConfig:
     )
 
 
-def make_node(config: ChainConfig, data_dir: Path | None) -> Node:
+def make_node(config: ChainConfig, data_dir: Path | None, *, sync_writes: bool = False) -> Node:
     config = with_staking_contract(config)
-    return Node(config, data_dir=data_dir, engine_factory=engine_factory(config))
+    return Node(config, data_dir=data_dir, engine_factory=engine_factory(config),
+                sync_writes=sync_writes)
 
 
 def consensus_handler(node: Node, network: NetworkService) -> Callable[[int, bytes, Peer], None]:

@@ -111,8 +111,9 @@ class Node:
         coinbase: bytes = b"\x00" * 20,
         engine_factory: Callable[[ChainDB, EvmChain], ConsensusEngine] | None = None,
         blob_retention: int = DEFAULT_RETENTION,
+        sync_writes: bool = False,
     ) -> None:
-        self.db: ChainDB = open_db(data_dir)
+        self.db: ChainDB = open_db(data_dir, sync=sync_writes)
         self.blobstore = BlobStore(self.db, blob_retention)
         self.data_dir = data_dir
         self.chain = EvmChain(config, self.db)

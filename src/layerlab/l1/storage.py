@@ -118,8 +118,14 @@ class MemoryDB(AtomicDB):
 ChainDB = LevelDB | MemoryDB
 
 
-def open_db(data_dir: Path | None) -> ChainDB:
-    """Open the chain database: LevelDB under ``data_dir/chaindata``, or memory if None."""
+def open_db(data_dir: Path | None, *, sync: bool = False) -> ChainDB:
+    """Open the chain database: LevelDB under ``data_dir/chaindata``, or memory if None.
+
+    ``sync`` (the node's ``--sync-writes``) makes every write fsync before it returns, so
+    an accepted transaction or an imported block survives a power cut, not only a killed
+    process; without it LevelDB's writes reach the OS, which survives ``SIGKILL``."""
     if data_dir is None:
+        if sync:
+            raise ValueError("--sync-writes needs a data directory (not --in-memory)")
         return MemoryDB()
-    return LevelDB(data_dir / "chaindata")
+    return LevelDB(data_dir / "chaindata", sync=sync)
