@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from layerlab.l1 import netctl
-from layerlab.l1.netctl import NodeSpec, rpc
+from layerlab.l1 import network as l1net
+from layerlab.l1.network import NodeSpec, rpc
 from tests.waiting import wait_until
 
 T = TypeVar("T")
@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
     """:func:`tests.waiting.wait_until`, a node that is not up yet counting as "not yet"."""
-    return wait_until(predicate, timeout, what, interval, tolerate=(OSError, netctl.LayerlabError))
+    return wait_until(predicate, timeout, what, interval, tolerate=(OSError, l1net.LayerlabError))
 
 
 class Cluster:
@@ -31,9 +31,9 @@ class Cluster:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "chain.json"
-        self.config.write_text(json.dumps(netctl.chain_config(
+        self.config.write_text(json.dumps(l1net.chain_config(
             consensus, validators=validators, merge_block=merge_block)))
-        self.specs: list[NodeSpec] = netctl.plan(self.dir, nodes, consensus, validators)
+        self.specs: list[NodeSpec] = l1net.plan(self.dir, nodes, consensus, validators)
         self.started = start
 
     def __enter__(self) -> Cluster:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from layerlab.l1.netctl import free_port
+from layerlab.l1.network import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

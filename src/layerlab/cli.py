@@ -143,9 +143,9 @@ def net_up(
     directory: Annotated[Path, typer.Option("--dir", help="Network directory.")] = DEFAULT_NET_DIR,
 ) -> None:
     """Start N node processes, each with its own data dir, RPC port and p2p port."""
-    from layerlab.l1 import netctl
+    from layerlab.l1 import network as l1net
 
-    specs = netctl.up(directory, nodes, consensus, preset=preset, validators=validators,
+    specs = l1net.up(directory, nodes, consensus, preset=preset, validators=validators,
                       merge_block=merge_block)
     for s in specs:
         console.print(f"node {s.index}: rpc {s.url}  p2p 127.0.0.1:{s.p2p_port}  pid {s.pid}"
@@ -163,9 +163,9 @@ def net_status(
 
     from rich.table import Table
 
-    from layerlab.l1 import netctl
+    from layerlab.l1 import network as l1net
 
-    rows = netctl.status(directory)
+    rows = l1net.status(directory)
     if as_json:
         print(_json.dumps(rows, indent=1))
         return
@@ -192,9 +192,9 @@ def net_down(
     directory: Annotated[Path, typer.Option("--dir", help="Network directory.")] = DEFAULT_NET_DIR,
 ) -> None:
     """Stop every node of the network (data directories are kept)."""
-    from layerlab.l1 import netctl
+    from layerlab.l1 import network as l1net
 
-    console.print(f"stopped {netctl.down(directory)} node(s)")
+    console.print(f"stopped {l1net.down(directory)} node(s)")
 
 
 def _print_banner(n: object, directory: Path | None) -> None:

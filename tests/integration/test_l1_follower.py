@@ -19,7 +19,7 @@ from web3.contract import Contract
 
 from layerlab.contracts import deploy, load_artifact
 from layerlab.crypto.keys import derive_dev_accounts
-from layerlab.l1.netctl import free_port
+from layerlab.l1.network import free_port
 from layerlab.l2.channels.node import ChannelNode, NodeConfig
 from layerlab.l2.channels.onchain import ChannelContract, ChannelStatus, deploy_channels
 from layerlab.l2.channels.signing import sign_state

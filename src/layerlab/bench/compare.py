@@ -297,7 +297,7 @@ def measure_finality(url: str, samples: int = 3, timeout: float = 120.0) -> list
 
 
 def _run_network(system: str, opts: CompareOptions, progress: Progress) -> list[Measurement]:
-    from layerlab.l1 import netctl
+    from layerlab.l1 import network as l1net
     from layerlab.orchestration import rpc_call
 
     consensus = {"l1-pow": "pow", "l1-pos": "pos", "l1-merge": "merge"}[system]
@@ -306,7 +306,7 @@ def _run_network(system: str, opts: CompareOptions, progress: Progress) -> list[
     with tempfile.TemporaryDirectory(prefix=f"layerlab-compare-{consensus}-") as tmp:
         directory = Path(tmp)
         progress(f"{SYSTEMS[system].name}: starting {opts.nodes} node processes")
-        specs = netctl.up(directory, opts.nodes, consensus, preset=opts.preset,
+        specs = l1net.up(directory, opts.nodes, consensus, preset=opts.preset,
                           merge_block=MERGE_BLOCK if consensus == "merge" else None)
         try:
             deadline = time.monotonic() + 60
@@ -344,7 +344,7 @@ def _run_network(system: str, opts: CompareOptions, progress: Progress) -> list[
                 # where the burst fell against the fork: before, across or after it
                 rows = [replace(r, extra=r.extra | {"merge_block": MERGE_BLOCK}) for r in rows]
         finally:
-            netctl.down(directory)
+            l1net.down(directory)
     return rows
 
 

@@ -30,7 +30,7 @@ from layerlab.bench.metrics import ETH_USD, percentile
 from layerlab.bench.rpc_load import run_rpc_load
 from layerlab.bench.workload import TransferWorkloadSpec, compute_transfer_workload
 from layerlab.crypto import bls
-from layerlab.l1 import netctl
+from layerlab.l1 import network as l1net
 from layerlab.primitives.types import ChainId
 
 RESULTS = Path("benchmarks/results/consensus.json")
@@ -64,11 +64,11 @@ def bls_rates(seconds: float = 1.0) -> dict[str, Any]:
 
 
 def propagation(
-    specs: list[netctl.NodeSpec], since: float = 0.0, until: float = float("inf")
+    specs: list[l1net.NodeSpec], since: float = 0.0, until: float = float("inf")
 ) -> dict[str, float]:
     """Spread of first-seen times of each block over the nodes, for blocks first seen
     between ``since`` and ``until``."""
-    arrivals = [netctl.rpc(s.url, "layerlab_blockArrivals", timeout=10) for s in specs]
+    arrivals = [l1net.rpc(s.url, "layerlab_blockArrivals", timeout=10) for s in specs]
     spreads = []
     for block in arrivals[0]:
         times = [a[block] for a in arrivals if block in a]
@@ -87,11 +87,11 @@ def propagation(
 def run_network(consensus: str, tx_count: int, settle: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"layerlab-bench-{consensus}-") as tmp:
         directory = Path(tmp)
-        specs = netctl.up(directory, NODES, consensus)
+        specs = l1net.up(directory, NODES, consensus)
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if all(len(netctl.rpc(s.url, "admin_peers")) == NODES - 1 for s in specs):
+                if all(len(l1net.rpc(s.url, "admin_peers")) == NODES - 1 for s in specs):
                     break
                 time.sleep(0.2)
             time.sleep(settle)
@@ -116,10 +116,10 @@ def run_network(consensus: str, tx_count: int, settle: float) -> dict[str, Any]:
             result["soft_confirmation_ms"] = soft_confirmations(specs[0].url, specs[1].url, costs=costs)
             result["fee_wei_per_transfer"] = costs.get("fee_wei", 0)
             result["bytes_per_transfer"] = costs.get("bytes", 0)
-            status = netctl.rpc(specs[0].url, "layerlab_status")
+            status = l1net.rpc(specs[0].url, "layerlab_status")
             if consensus == "pow":
                 head = status["head"]
-                genesis = netctl.rpc(specs[0].url, "eth_getBlockByNumber", ["0x0", False])
+                genesis = l1net.rpc(specs[0].url, "eth_getBlockByNumber", ["0x0", False])
                 interval = (head["timestamp"] - int(genesis["timestamp"], 16)) / max(head["number"], 1)
                 k = status["finalized"]["k"]
                 result["finality"] = {
@@ -133,7 +133,7 @@ def run_network(consensus: str, tx_count: int, settle: float) -> dict[str, Any]:
             result["reorgs"] = status["reorgs"]
             return result
         finally:
-            netctl.down(directory)
+            l1net.down(directory)
 
 
 def soft_confirmations(
@@ -149,7 +149,7 @@ def soft_confirmations(
     sender = derive_dev_accounts()[9]
     out: list[float] = []
     for _ in range(samples):
-        nonce = int(netctl.rpc(send_url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
+        nonce = int(l1net.rpc(send_url, "eth_getTransactionCount", [sender.address, "pending"]), 16)
         tx = {
             "chainId": 31337,
             "nonce": nonce,
@@ -162,10 +162,10 @@ def soft_confirmations(
         }
         raw = "0x" + bytes(Account.sign_transaction(tx, sender.private_key).raw_transaction).hex()
         start = time.perf_counter()
-        tx_hash = netctl.rpc(send_url, "eth_sendRawTransaction", [raw])
+        tx_hash = l1net.rpc(send_url, "eth_sendRawTransaction", [raw])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            receipt = netctl.rpc(watch_url, "eth_getTransactionReceipt", [tx_hash])
+            receipt = l1net.rpc(watch_url, "eth_getTransactionReceipt", [tx_hash])
             if receipt:
                 out.append(round((time.perf_counter() - start) * 1000, 1))
                 if costs is not None:
@@ -202,16 +202,16 @@ def system_row(consensus: str, result: dict[str, Any]) -> Any:
     )
 
 
-def pos_finality(spec: netctl.NodeSpec, status: dict[str, Any], samples: int = 6) -> dict[str, Any]:
+def pos_finality(spec: l1net.NodeSpec, status: dict[str, Any], samples: int = 6) -> dict[str, Any]:
     """Seconds from a block's slot to node 0 reporting it finalized (bounded wait)."""
     delays: list[float] = []
     seen_final = status["finalized"]["number"]
     deadline = time.monotonic() + 60
     while len(delays) < samples and time.monotonic() < deadline:
-        st = netctl.rpc(spec.url, "layerlab_status")
+        st = l1net.rpc(spec.url, "layerlab_status")
         number = st["finalized"]["number"]
         if number > seen_final:
-            block = netctl.rpc(spec.url, "eth_getBlockByNumber", [hex(number), False])
+            block = l1net.rpc(spec.url, "eth_getBlockByNumber", [hex(number), False])
             delays.append(time.time() - int(block["timestamp"], 16))
             seen_final = number
         time.sleep(0.1)

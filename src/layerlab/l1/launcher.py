@@ -6,7 +6,7 @@
   for in-process tests.
 - ``make_node`` and ``serve_network`` are what ``layerlab node --config chain.json
   --p2p-port P --peers 127.0.0.1:Q [--mine] [--validators 0,1]`` runs (``layerlab net
-  up`` starts one such process per node, ``l1/netctl.py``); the consensus (pow, pos or
+  up`` starts one such process per node, ``l1/network.py``); the consensus (pow, pos or
   merge) comes from the chain config, which every node of a network shares. The node,
   its engine, the network service and the producers share one asyncio loop (one
   thread), so the node's single-threaded state is never touched concurrently.

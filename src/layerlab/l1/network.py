@@ -4,34 +4,28 @@
 starts N ``layerlab node`` processes, each with its own data directory, RPC port and p2p
 port, fully meshed as static peers, and records them in ``<dir>/net.json``. ``status``
 asks every node for ``layerlab_status``; ``down`` stops them (SIGTERM, then SIGKILL).
+
+It is the L1's counterpart of the L2s' ``network.py`` modules (``layerlab channels up``,
+``plasma up``, ``rollup up``, ``zk up``), and like them it spawns, waits for and stops its
+processes through :mod:`layerlab.orchestration`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from layerlab.errors import ConfigError, LayerlabError
-from layerlab.orchestration import free_port, is_alive
+from layerlab.orchestration import free_port, rpc_call, spawn, stop, wait_rpc, write_json_atomically
 
+__all__ = ["LayerlabError", "NodeSpec", "chain_config", "down", "load", "plan", "rpc", "status",
+           "up"]
 
-def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float = 10) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
-    req = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        reply = json.loads(resp.read())
-    if "error" in reply:
-        raise LayerlabError(f"{method}: {reply['error'].get('message')}")
-    return reply["result"]
+rpc = rpc_call  # a node's JSON-RPC: errors raise orchestration.RpcError (a LayerlabError)
 
 
 @dataclass
@@ -53,8 +47,13 @@ class NodeSpec:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}"
 
+    @property
+    def log_path(self) -> Path:
+        return Path(self.data_dir) / "node.log"
+
     def command(self, config: Path) -> list[str]:
-        cmd = [sys.executable, "-m", "layerlab.cli", "node", "--quiet", "--config", str(config),
+        """The ``layerlab`` arguments that run this node."""
+        cmd = ["node", "--quiet", "--config", str(config),
                "--data-dir", self.data_dir, "--port", str(self.rpc_port), "--p2p-port", str(self.p2p_port),
                "--peers", ",".join(f"127.0.0.1:{p}" for p in self.peers), "--duty", str(self.duty),
                "--coinbase", "0x" + (self.index + 1).to_bytes(20, "big").hex()]
@@ -68,20 +67,13 @@ class NodeSpec:
 
     def start(self, config: Path) -> subprocess.Popen[bytes]:
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
-        log = open(Path(self.data_dir) / "node.log", "ab")  # noqa: SIM115 (kept by the child)
-        proc = subprocess.Popen(self.command(config), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = spawn(self.command(config), self.log_path)
         self.pid = proc.pid
         return proc
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, LayerlabError):
-                rpc(self.url, "eth_chainId", timeout=2)
-                return
-            time.sleep(0.1)
-        raise LayerlabError(f"node {self.index} did not answer on {self.url} within {timeout} s")
+        """Until the node answers RPC; a node that died first raises with its log's end."""
+        wait_rpc(self.url, timeout=timeout, log_path=self.log_path)
 
 
 def chain_config(consensus: str, *, preset: str = "minimal", validators: int = 4,
@@ -123,8 +115,8 @@ def up(directory: Path, nodes: int, consensus: str, *, preset: str = "minimal",
     specs = plan(directory, nodes, consensus, validators)
     for spec in specs:
         spec.start(config)
-    state.write_text(json.dumps({"consensus": consensus, "config": str(config),
-                                 "nodes": [asdict(s) for s in specs]}, indent=1))
+    write_json_atomically(state, {"consensus": consensus, "config": str(config),
+                                  "nodes": [asdict(s) for s in specs]})
     for spec in specs:
         spec.wait_ready()
     return specs
@@ -151,26 +143,9 @@ def status(directory: Path) -> list[dict[str, Any]]:
 
 
 def down(directory: Path, timeout: float = 15) -> int:
-    """Stop every node of the network; returns how many were running."""
+    """Stop every node of the network (SIGTERM, then SIGKILL after ``timeout``); returns
+    how many were running."""
     _, specs = load(directory)
-    running = 0
-    for spec in specs:
-        if spec.pid is None:
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(spec.pid, signal.SIGTERM)
-            running += 1
-    deadline = time.monotonic() + timeout
-    for spec in specs:
-        # is_alive reaps an exited child: when ``up`` ran in this process the nodes are our
-        # children, and a bare kill(pid, 0) sees their zombies as alive until the timeout
-        while spec.pid is not None and time.monotonic() < deadline:
-            if not is_alive(spec.pid):
-                break
-            time.sleep(0.1)
-        else:
-            if spec.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(spec.pid, signal.SIGKILL)
+    running = stop([spec.pid for spec in specs if spec.pid is not None], timeout)
     (directory / "net.json").unlink()
     return running
