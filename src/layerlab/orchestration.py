@@ -211,6 +211,14 @@ def stop(pids: Iterable[int], timeout: float = 15) -> int:
     return len(running)
 
 
+def stop_described(desc: Mapping[str, Any], path: Path, timeout: float = 15) -> int:
+    """``down`` of a service an ``up`` described in ``path``: stop the processes it lists
+    under ``pids`` (:func:`stop`), then remove the description; returns how many ran."""
+    count = stop((int(p) for p in desc.get("pids", [])), timeout)
+    path.unlink(missing_ok=True)
+    return count
+
+
 def start_devnet(directory: Path, accounts: int | None = None) -> tuple[int, str]:
     """A ``layerlab node --in-memory`` for an ``up`` command that was given no L1: returns
     its pid and URL once it answers (its log is ``directory/l1.log``)."""

@@ -20,7 +20,7 @@ from layerlab.orchestration import (
     read_description,
     spawn,
     start_devnet,
-    stop,
+    stop_described,
     wait_ready_file,
     write_json_atomically,
 )
@@ -99,10 +99,7 @@ def user_watcher(directory: Path, account: int) -> Watcher:
 
 def down(directory: Path = DEFAULT_DIR) -> int:
     """Stop every process; returns how many were running."""
-    desc = load(directory)
-    count = stop(int(p) for p in desc.get("pids", []))
-    (directory / "plasma.json").unlink(missing_ok=True)
-    return count
+    return stop_described(load(directory), directory / "plasma.json")
 
 
 def _write(directory: Path, desc: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from layerlab.orchestration import (
     read_description,
     spawn,
     start_devnet,
-    stop,
+    stop_described,
     wait_ready_file,
     write_json_atomically,
 )
@@ -96,10 +96,8 @@ def load(directory: Path = DEFAULT_DIR) -> dict[str, Any]:
 
 
 def down(directory: Path = DEFAULT_DIR) -> int:
-    desc = load(directory)
-    count = stop(int(p) for p in desc.get("pids", []))
-    (directory / "rollup.json").unlink(missing_ok=True)
-    return count
+    """Stop every process; returns how many were running."""
+    return stop_described(load(directory), directory / "rollup.json")
 
 
 def _write(directory: Path, desc: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from layerlab.orchestration import (
     read_description,
     spawn,
     start_devnet,
-    stop,
+    stop_described,
     wait_ready_file,
     write_json_atomically,
 )
@@ -95,10 +95,8 @@ def contract(desc: dict[str, Any]) -> ZkRollupContract:
 
 
 def down(directory: Path = DEFAULT_DIR) -> int:
-    desc = load(directory)
-    count = stop(int(p) for p in desc.get("pids", []))
-    (directory / "zk.json").unlink(missing_ok=True)
-    return count
+    """Stop every process; returns how many were running."""
+    return stop_described(load(directory), directory / "zk.json")
 
 
 def _write(directory: Path, desc: dict[str, Any]) -> None:
