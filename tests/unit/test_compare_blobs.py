@@ -1,13 +1,15 @@
-"""The comparison's calldata-vs-blobs figures for the optimistic rollup, in the terminal and
-the JSON, on a synthetic row (no chain)."""
+"""The comparison's calldata-vs-blobs figures for the optimistic rollup, in the terminal, the
+JSON and the HTML report, on a synthetic row (no chain)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from rich.console import Console
 
 from layerlab.bench.compare import CompareOptions, CompareResult
 from layerlab.bench.compare_model import MEASURED, Measurement
-from layerlab.bench.report import render_terminal, to_json
+from layerlab.bench.report import render_terminal, to_json, write_html
 
 BLOBS = {"transactions": 200, "batches": 1, "blobs": 1, "l1_gas_per_tx": 922.0,
          "blob_gas_per_tx": 655.36, "fee_wei_per_tx": 9.338e11, "blob_fee_wei_per_tx": 655.36,
@@ -39,3 +41,14 @@ def test_json_row_carries_the_blob_figures() -> None:
     (row,) = to_json(result(True))["rows"]
     assert row["extra"]["blobs"] == BLOBS
     assert row["l1_gas_per_tx"] == 5946.0
+
+
+def test_html_report_has_the_calldata_and_blob_columns(tmp_path: Path) -> None:
+    write_html(result(True), tmp_path / "with.html")
+    page = (tmp_path / "with.html").read_text()
+    table = page[page.index("<table id='blobs'>"):]
+    table = table[:table.index("</table>")]
+    cells = [c.split("</td>")[0] for c in table.split("<td>")[1:]]
+    assert cells[2:] == ["200", "5,946", "6,612.9", "922", "655", "933.8", "1"]
+    write_html(result(False), tmp_path / "without.html")
+    assert "<table id='blobs'>" not in (tmp_path / "without.html").read_text()

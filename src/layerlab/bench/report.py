@@ -112,17 +112,15 @@ def render_terminal(result: CompareResult, console: Console) -> None:
             table.add_row(SYSTEMS[row.system].name, workloads, *([""] * len(TERMINAL_COLUMNS)),
                           f"[yellow]{row.status}[/yellow]: {row.reason}")
     console.print(table)
-    for row in result.rows:
-        if row.status == MEASURED and "blobs" in row.extra:
-            b = row.extra["blobs"]
-            console.print(
-                f"{SYSTEMS[row.system].name}, {row.workload} in batches of "
-                f"{row.extra.get('batch_size')}: calldata {format_number(row.l1_gas_per_tx)} "
-                f"L1 gas/tx, fee {format_number(row.fee_gwei_per_tx, '', 1)} gwei/tx; blobs "
-                f"{format_number(b['l1_gas_per_tx'])} L1 gas/tx + "
-                f"{format_number(b['blob_gas_per_tx'])} blob gas/tx, fee "
-                f"{format_number(b['fee_wei_per_tx'] / 1e9, '', 1)} gwei/tx "
-                f"({b['blobs']} blobs; blob mode is not disputable yet)")
+    for row, b in _blob_rows(result):
+        console.print(
+            f"{SYSTEMS[row.system].name}, {row.workload} in batches of "
+            f"{row.extra.get('batch_size')}: calldata {format_number(row.l1_gas_per_tx)} "
+            f"L1 gas/tx, fee {format_number(row.fee_gwei_per_tx, '', 1)} gwei/tx; blobs "
+            f"{format_number(b['l1_gas_per_tx'])} L1 gas/tx + "
+            f"{format_number(b['blob_gas_per_tx'])} blob gas/tx, fee "
+            f"{format_number(b['fee_wei_per_tx'] / 1e9, '', 1)} gwei/tx "
+            f"({b['blobs']} blobs; blob mode is not disputable yet)")
     console.print(f"fees at each chain's own base fee; {opts.currency} at "
                   f"{opts.eth_price:,.0f} per ETH (a fixed assumption, not a market price). "
                   "Finality in seconds; withdraw: seconds from asking to leave to funds on L1.")
@@ -243,6 +241,32 @@ def _figures(result: CompareResult) -> list[tuple[str, Any]]:
     return figs
 
 
+def _blob_rows(result: CompareResult) -> list[tuple[Measurement, dict[str, Any]]]:
+    """Rows measured both ways: their calldata figures and ``extra["blobs"]`` (EIP-4844)."""
+    return [(r, r.extra["blobs"]) for r in result.rows
+            if r.status == MEASURED and isinstance(r.extra.get("blobs"), dict)]
+
+
+def _blobs_html(result: CompareResult) -> str:
+    rows = _blob_rows(result)
+    if not rows:
+        return "<p>No system posted its data both ways in this run.</p>"
+    body = "".join(
+        f"<tr><td>{html.escape(SYSTEMS[r.system].name)}</td><td>{html.escape(r.workload)}</td>"
+        f"<td>{r.extra.get('batch_size')}</td>"
+        f"<td>{format_number(r.l1_gas_per_tx)}</td><td>{format_number(r.fee_gwei_per_tx, '', 1)}</td>"
+        f"<td>{format_number(b['l1_gas_per_tx'])}</td><td>{format_number(b['blob_gas_per_tx'])}</td>"
+        f"<td>{format_number(b['fee_wei_per_tx'] / 1e9, '', 1)}</td><td>{b['blobs']}</td></tr>"
+        for r, b in rows)
+    return ("<table id='blobs'><thead><tr><th>system</th><th>workload</th><th>batch size</th>"
+            "<th>calldata: L1 gas/tx</th><th>calldata: fee (gwei/tx)</th>"
+            "<th>blobs: L1 gas/tx</th><th>blobs: blob gas/tx</th><th>blobs: fee (gwei/tx)</th>"
+            "<th>blobs</th></tr></thead><tbody>" + body + "</tbody></table>"
+            "<p>The same transactions at the same batch size, posted as calldata and as "
+            "EIP-4844 blobs (blob gas is priced by its own base fee; blob batches cannot be "
+            "disputed yet, see issue 16).</p>")
+
+
 def _table_html(result: CompareResult) -> str:
     opts = result.options
     head = "".join(f"<th>{html.escape(c)}</th>" for c in
@@ -311,6 +335,7 @@ assumption).</p>
 <h2>Plots</h2>{''.join(parts[:5])}
 <h2>Scaling</h2>{parts[5]}
 <h2>Trilemma</h2>{parts[6]}<h3>Scoring rules</h3><ul>{rules}</ul>
+<h2>Rollup data: calldata against blobs</h2>{_blobs_html(result)}
 <h2>Trust assumptions</h2>{_trust_html()}
 <h2>Reference figures (published, not measured here)</h2>{_references_html()}
 </body></html>"""
