@@ -380,10 +380,34 @@ contract OptimisticRollup is ReentrancyGuard {
 
     mapping(uint256 => BlobBatch) internal _blobBatches;
 
+    /// @dev Who deployed this rollup: the only one who may opt it into blob batches.
+    address private immutable _deployer = msg.sender;
+
+    /// @notice Whether this deployment accepts blob batches. Off unless its deployer
+    /// turned it on before the first batch (`enableBlobBatches`); fixed from then on, so a
+    /// depositor can read, before depositing, whether some roots will be undisputable.
+    bool public blobBatchesEnabled;
+
     event BlobBatchSubmitted(uint256 indexed batchIndex, bytes32[] blobHashes);
+    event BlobBatchesEnabled();
 
     error NoBlobs();
     error BlobBatchNotDisputable(uint256 batchIndex);
+    error BlobBatchesDisabled();
+    error NotDeployer(address caller);
+    error BatchesAlreadyPosted(uint256 batchCount);
+
+    /// @notice Opt this deployment into blob batches: deployer only, and only before any
+    /// batch is posted. Because a blob batch cannot be disputed yet (see
+    /// `submitBatchBlobs`), a rollup with blob batches trusts its sequencer for the roots
+    /// of those batches: that must be a visible choice made at deployment, never one the
+    /// sequencer makes later, so it is off by default.
+    function enableBlobBatches() external {
+        if (msg.sender != _deployer) revert NotDeployer(msg.sender);
+        if (_batches.length != 1) revert BatchesAlreadyPosted(_batches.length);
+        blobBatchesEnabled = true;
+        emit BlobBatchesEnabled();
+    }
 
     /// @notice Post a batch whose steps travel in this transaction's blobs (EIP-4844):
     /// the steps root and count the proposer claims, and the state root after them. The
@@ -401,6 +425,7 @@ contract OptimisticRollup is ReentrancyGuard {
         external
         returns (uint256 batchIndex)
     {
+        if (!blobBatchesEnabled) revert BlobBatchesDisabled();
         if (msg.sender != sequencer && !isSequencerOverdue()) revert NotSequencer(msg.sender);
         if (bonds[msg.sender] < config.proposerBond) {
             revert InsufficientBond(msg.sender, bonds[msg.sender], config.proposerBond);

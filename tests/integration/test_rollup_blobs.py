@@ -39,9 +39,31 @@ GAS_PER_BLOB = 2**17  # EIP-4844
 
 @pytest.fixture()
 def rollup(node: NodeProcess, w3: Web3) -> Iterator[RollupContract]:
-    r = deploy_rollup(w3, DEPLOYER.address, SEQUENCER.address, MINIMAL)
+    r = deploy_rollup(w3, DEPLOYER.address, SEQUENCER.address, MINIMAL, blob_batches=True)
     r.bond(SEQUENCER.private_key, MINIMAL.proposer_bond)
     yield r
+
+
+def test_blob_batches_are_off_unless_the_deployer_chose_them_before_any_batch(
+        node: NodeProcess, w3: Web3) -> None:
+    """Blob batches cannot be disputed, so a default deployment refuses them: a sequencer
+    cannot post an undisputable root on a rollup whose users were promised fraud proofs."""
+    plain = deploy_rollup(w3, DEPLOYER.address, SEQUENCER.address, MINIMAL)
+    plain.bond(SEQUENCER.private_key, MINIMAL.proposer_bond)
+    assert plain.l1.call("blobBatchesEnabled") is False
+    with pytest.raises(RollupTxError) as info:
+        plain.submit_batch_blobs(SEQUENCER.private_key, transfers(plain, 1), 1)
+    assert info.value.error_name == "BlobBatchesDisabled"
+    # only the deployer may opt in, and only before the first batch
+    with pytest.raises(RollupTxError) as info:
+        plain.l1.transact(SEQUENCER.private_key, "enableBlobBatches",
+                          plain.fn.enableBlobBatches())
+    assert info.value.error_name == "NotDeployer"
+    plain.submit_batch(SEQUENCER.private_key, transfers(plain, 1), 1)
+    with pytest.raises(RollupTxError) as info:
+        plain.l1.transact(DEPLOYER.private_key, "enableBlobBatches", plain.fn.enableBlobBatches())
+    assert info.value.error_name == "BatchesAlreadyPosted"
+    assert plain.l1.call("blobBatchesEnabled") is False
 
 
 def transfers(rollup: RollupContract, n: int, first_nonce: int = 0) -> Batch:

@@ -132,7 +132,8 @@ def measure_rollup(l1_url: str, keys: list[bytes], workloads: tuple[str, ...], t
     deployer, sequencer = keys[0], keys[1]
     users = keys[2:2 + USERS]
     d_addr = Account.from_key(deployer).address
-    rollup = deploy_rollup(w3, d_addr, Account.from_key(sequencer).address, config)
+    rollup = deploy_rollup(w3, d_addr, Account.from_key(sequencer).address, config,
+                           blob_batches=blobs)
     rollup.bond(sequencer, config.proposer_bond)
     state = RollupState()
     domain = rollup.domain

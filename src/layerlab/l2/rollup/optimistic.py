@@ -172,12 +172,20 @@ blocks at 12 s)."""
 
 
 def deploy_rollup(w3: Web3, deployer: str, sequencer: str, config: RollupConfig = MINIMAL,
-                  genesis: RollupState | None = None) -> RollupContract:
-    """Deploy a ``RollupProver`` and an ``OptimisticRollup`` using it, from ``deployer``."""
+                  genesis: RollupState | None = None, *,
+                  blob_batches: bool = False) -> RollupContract:
+    """Deploy a ``RollupProver`` and an ``OptimisticRollup`` using it, from ``deployer``.
+
+    ``blob_batches`` opts the deployment into ``submitBatchBlobs``; blob batches cannot be
+    disputed yet, so that mode trusts the sequencer for their roots (off by default)."""
     prover = deploy(w3, load_artifact("RollupProver"), sender=deployer)
     root = (genesis or RollupState()).root.to_bytes(32, "big")
     contract = deploy(w3, load_artifact("OptimisticRollup"), sequencer, prover.address, root,
                       config.as_tuple(), sender=deployer)
+    if blob_batches:
+        tx = contract.functions.enableBlobBatches().transact({"from": deployer})
+        if w3.eth.wait_for_transaction_receipt(tx, timeout=60)["status"] != 1:
+            raise RollupTxError("enableBlobBatches failed")
     return RollupContract(w3, contract, prover.address)
 
 
