@@ -16,8 +16,9 @@ order that respects parents. After each delivery:
 from __future__ import annotations
 
 import contextlib
+import random
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from layerlab.l1.consensus.pow import PowEngine, PowParams
@@ -49,6 +50,10 @@ step = st.tuples(st.integers(0, 2), st.integers(1, 6), st.booleans(), st.integer
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, min_size=2, max_size=8), st.randoms(use_true_random=False))
+# found in CI: a reorg down to a shorter, heavier branch and back up left py-evm's chain-gap
+# records at the lower tip, so a later side block rewrote the canonical number index
+@example(steps=[(0, 4, False, 0), (1, 1, False, 0), (2, 4, False, 0), (2, 6, False, 0),
+                (2, 1, False, 0), (0, 2, False, 0)], rng=random.Random(2))
 def test_victim_follows_the_heaviest_chain(steps: list[tuple[int, int, bool, int]], rng: object) -> None:
     miners = [easy_node() for _ in range(3)]
     nonces = [0, 0, 0]

@@ -40,7 +40,6 @@ from eth.chains.base import MiningChain
 from eth.consensus.noproof import NoProofConsensus
 from eth.constants import BLANK_ROOT_HASH
 from eth.db.chain import BlockDataKey
-from eth.db.chain_gaps import GENESIS_CHAIN_GAPS, reopen_gap
 from eth.db.schema import SchemaV1
 from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.rlp.sedes import chain_gaps
@@ -618,20 +617,20 @@ class EvmChain:
         _, removed = self.set_head(target.hash)
         return removed
 
-    def _reopen_gaps(self, old_head: int, new_head: int) -> dict[bytes, bytes]:
-        """py-evm's chain-gap records after numbers ``new_head+1..old_head`` lost their
-        canonical block (so later blocks at those heights are treated as new)."""
-        puts = {}
-        for gaps_key in (
-            SchemaV1.make_header_chain_gaps_lookup_key(),
-            SchemaV1.make_chain_gaps_lookup_key(),
-        ):
-            encoded = self.db.get(gaps_key)
-            gaps = GENESIS_CHAIN_GAPS if encoded is None else rlp.decode(encoded, sedes=chain_gaps)
-            for n in range(old_head, new_head, -1):
-                gaps = reopen_gap(n, gaps)
-            puts[gaps_key] = rlp.encode(gaps, sedes=chain_gaps)
-        return puts
+    @staticmethod
+    def _contiguous_gaps(head_number: int) -> dict[bytes, bytes]:
+        """py-evm's chain-gap records for a canonical chain that runs without a hole from
+        genesis to ``head_number``: no gaps, and the tip's child at ``head_number + 1``.
+
+        They must follow every head the fork choice sets, up as well as down. Left behind
+        (for example at a lower tip after a reorg to a shorter, heavier branch, then a move
+        up again), py-evm takes a later side block at a height it believes open for a gap
+        fill, writes it into the canonical number index and drops the head's descendants
+        there, while the head pointer stays put (found by the fork-choice property test).
+        """
+        gaps = rlp.encode(((), head_number + 1), sedes=chain_gaps)
+        return {SchemaV1.make_header_chain_gaps_lookup_key(): gaps,
+                SchemaV1.make_chain_gaps_lookup_key(): gaps}
 
     def import_block(self, block: BlockAPI) -> MinedBlock:
         """Validate and execute a block made elsewhere (chain import, peers).
@@ -736,6 +735,10 @@ class EvmChain:
             raise InvalidBlock(f"cannot set head to unknown block 0x{block_hash.hex()}")
         removed, added = self.branch_diff(previous, block_hash)
         if stored.hash == block_hash and not removed and not added:
+            # the head stays; py-evm may still have moved its gap records for a side block
+            gaps = self._contiguous_gaps(target.block_number)
+            if any(self.db.get(key) != value for key, value in gaps.items()):
+                self.db.write_many(gaps, [])
             return [], []
         removed_b, added_b = (removed, added) if stored.hash == previous else \
             self.branch_diff(bytes(stored.hash), block_hash)
@@ -748,9 +751,7 @@ class EvmChain:
                 deletes.add(SchemaV1.make_block_number_to_hash_lookup_key(block.number))
             deletes.update(SchemaV1.make_transaction_hash_to_block_lookup_key(tx.hash)
                            for tx in block.transactions)
-        highest = max([stored.block_number, *(b.number for b in drop.values())])
-        if target.block_number < highest:
-            puts.update(self._reopen_gaps(highest, target.block_number))
+        puts.update(self._contiguous_gaps(target.block_number))
         for block in rewrite:
             puts[SchemaV1.make_block_number_to_hash_lookup_key(block.number)] = \
                 rlp.encode(block.hash, sedes=rlp.sedes.binary)
