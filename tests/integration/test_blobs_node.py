@@ -19,6 +19,7 @@ from eth_account import Account
 from layerlab.l1 import blobs
 from layerlab.l1.chain.config import ChainConfig
 from tests.nodeproc import NodeProcess, call
+from tests.unit.test_rpc_blob_fee import fake_exponential
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +33,6 @@ KEY = CONFIG.dev_accounts[0].private_key
 TO = "0x" + "22" * 20
 
 
-def fake_exponential(factor: int, numerator: int, denominator: int) -> int:
-    """EIP-4844's reference code, verbatim."""
-    i, output, accum = 1, 0, factor * denominator
-    while accum > 0:
-        output += accum
-        accum = (accum * numerator) // (denominator * i)
-        i += 1
-    return output // denominator
 
 
 def make_blob(seed: int) -> bytes:

@@ -60,6 +60,7 @@ from eth.vm.opcode import as_opcode
 from eth_utils.exceptions import ValidationError
 
 from layerlab.l1 import blobs
+from layerlab.l1.blobs import MAX_BLOBS_PER_TX
 from layerlab.l1.chain.blockrlp import encode_block
 
 # -- EIP-7823 ----------------------------------------------------------------------------
@@ -97,7 +98,6 @@ P256VERIFY_INPUT_LENGTH = 160
 P256VERIFY_SUCCESS = (1).to_bytes(32, "big")
 
 # -- EIP-7594 ----------------------------------------------------------------------------
-MAX_BLOBS_PER_TX = 6
 
 
 @dataclass(frozen=True, slots=True)

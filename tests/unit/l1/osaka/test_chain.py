@@ -18,6 +18,7 @@ from layerlab.l1.chain.osaka import (
     is_block_too_large,
     make_bpo_vm,
 )
+from tests.unit.test_rpc_blob_fee import fake_exponential
 
 from .chainutil import CONTRACT, make_chain, signed_tx
 
@@ -95,17 +96,9 @@ def test_bpo_vm_follows_its_blob_parameters() -> None:
     vm = chain.get_vm()
     assert vm.blob_schedule.max == 15 and vm.blob_schedule.target == 10
     state_class = vm.get_state_class()
-    # fake_exponential(1, excess, fraction) from EIP-4844, computed here by hand
+    # fake_exponential(1, excess, fraction): EIP-4844's pseudo-code, kept once in the test suite
     excess = 8_346_193 * 3
     assert state_class.blob_schedule.base_fee_update_fraction == 8_346_193
-
-    def fake_exponential(factor: int, numerator: int, denominator: int) -> int:
-        i, output, accum = 1, 0, factor * denominator
-        while accum > 0:
-            output += accum
-            accum = (accum * numerator) // (denominator * i)
-            i += 1
-        return output // denominator
 
     header = chain.get_vm().get_header().copy(excess_blob_gas=excess)
     assert chain.get_vm(header).state.blob_base_fee == fake_exponential(1, excess, 8_346_193) == 20
