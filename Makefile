@@ -26,7 +26,7 @@ demo: deps
 	$(BIN)/layerlab demo
 
 test: deps
-	$(BIN)/pytest -q -p no:cacheprovider tests
+	$(BIN)/pytest -q -p no:cacheprovider --durations=30 tests
 
 test-fast: deps
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests

@@ -793,7 +793,7 @@ def rollup_status(
     from web3 import Web3
 
     from layerlab.l2.rollup.network import load
-    from layerlab.l2.rollup.optimistic import RollupContract
+    from layerlab.l2.rollup.optimistic import RollupContract, Turn
     from layerlab.orchestration import rpc_call
 
     desc = load(directory)
@@ -813,14 +813,15 @@ def rollup_status(
         table.add_row(str(index), str(b["txCount"]), b["stateRoot"][:18] + "...", b["status"],
                       clock, str(b["openDisputes"]), str(b["l1TxHash"] or "-")[:18])
     console.print(table)
-    turns = {0: "over", 1: "defender to bisect", 2: "challenger to choose", 3: "one-step proof"}
+    turns = {Turn.NONE: "over", Turn.DEFENDER: "defender to bisect",
+             Turn.CHALLENGER: "challenger to choose", Turn.ONE_STEP: "one-step proof"}
     disputes = Table("dispute", "batch", "steps [lo, hi)", "turn", "move deadline",
                      "challenger", title="disputes")
     for dispute_id in range(rollup.dispute_count()):
         d = rollup.dispute(dispute_id)
         left = int(d["deadline"]) - now
         disputes.add_row(str(dispute_id), str(d["batchIndex"]), f"[{d['lo']}, {d['hi']})",
-                         turns.get(int(d["turn"]), str(d["turn"])),
+                         turns[Turn(int(d["turn"]))],
                          "-" if int(d["turn"]) == 0 else f"{left} s left" if left > 0
                          else "passed", d["challenger"])
     console.print(disputes if disputes.row_count else "disputes: none")

@@ -71,7 +71,6 @@ log = logging.getLogger(__name__)
 
 PENDING: Final = b"p:"
 EXITED: Final = b"x:"
-FOLLOWER: Final = b"l1-follower"
 WITHHELD_CODE: Final = -32001
 
 
@@ -113,7 +112,7 @@ class Operator:
         self.chain = ChildChain(self.contract.domain, max_block_txs=config.max_block_txs)
         self.store = RecordStore(config.data_dir / "operator")
         self.pending_seq = 0
-        self.follower = L1Follower(self.contract.l1, store=self.store, key=FOLLOWER,
+        self.follower = L1Follower(self.contract.l1, store=self.store,
                                    start_block=config.start_block)
         self.withhold_from: int | None = None
         self.submitted_through = 0

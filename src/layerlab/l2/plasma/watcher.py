@@ -58,7 +58,6 @@ __all__ = ["Alarm", "Watcher"]
 log = logging.getLogger(__name__)
 
 _INFLIGHT: Final = b"f:"
-_FOLLOWER: Final = b"l1-follower"
 FETCH_ATTEMPTS: Final = 3
 FETCH_RETRY_SECONDS: Final = 0.3
 
@@ -98,8 +97,7 @@ class Watcher:
         self.spent_by: dict[int, tuple[SignedTransaction, int]] = {}
         self.done = _Actions()
         self.store = RecordStore(data_dir / "watcher") if data_dir is not None else None
-        self.follower = L1Follower(contract.l1, start_block=start_block, store=self.store,
-                                   key=_FOLLOWER)
+        self.follower = L1Follower(contract.l1, start_block=start_block, store=self.store)
         self._puts: dict[bytes, Any] = {}
         self._restore()
 

@@ -24,9 +24,12 @@ verifier suffices to remove it (the "1-of-N" trust assumption).
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Final
 
 from eth_hash.auto import keccak
@@ -36,7 +39,7 @@ from web3.types import TxReceipt
 
 from layerlab.contracts import deploy, get_contract, load_artifact
 from layerlab.crypto.eip712 import Domain
-from layerlab.errors import InvalidProof
+from layerlab.errors import InvalidProof, LayerlabError
 from layerlab.l2 import blobpost
 from layerlab.l2.l1client import ContractEvent, L1Contract, ProtocolTxError
 from layerlab.l2.rollup.codec import decode_inbox, encode_inbox
@@ -50,9 +53,11 @@ __all__ = [
     "RollupConfig",
     "RollupContract",
     "RollupTxError",
+    "Turn",
     "choose",
     "compute_bisection",
     "deploy_rollup",
+    "drive_dispute",
     "execute_batch",
     "play_challenger",
     "read_blob_batch",
@@ -160,6 +165,28 @@ class RollupConfig:
     def as_tuple(self) -> tuple[int, int, int, int, int]:
         return (self.challenge_window, self.move_timeout, self.inclusion_delay,
                 self.proposer_bond, self.challenger_bond)
+
+
+log = logging.getLogger(__name__)
+
+MAX_DISPUTE_MOVES: Final = 64
+"""Bound on the moves (and waits) a party's loop makes in one dispute: a game over n steps
+takes about 2 log2(n) moves, 20 at a batch of 1,000."""
+DISPUTE_POLL_SECONDS: Final = 0.25
+"""How long a party waits before reading the dispute again when it is not its turn."""
+
+
+class Turn(IntEnum):
+    """Whose move a dispute waits for: ``OptimisticRollup.sol``'s ``enum Turn``."""
+
+    NONE = 0
+    """The dispute is over."""
+    DEFENDER = 1
+    """The proposer must bisect: post the root at the midpoint of ``[lo, hi)``."""
+    CHALLENGER = 2
+    """The challenger must agree or disagree with the midpoint root."""
+    ONE_STEP = 3
+    """One step is left: anyone proves it on chain (``proveStep``)."""
 
 
 MINIMAL: Final = RollupConfig(challenge_window=600, move_timeout=60, inclusion_delay=5,
@@ -330,19 +357,47 @@ def play_challenger(rollup: RollupContract, key: bytes, dispute_id: int,
     """Drive a dispute to its end as the honest challenger, calling ``defender(lo, hi)``
     (which bisects, or does not) when it is the defender's turn. Bounded: a dispute over
     n steps takes about 2 log2(n) moves."""
-    for _ in range(64):
+    for _ in range(MAX_DISPUTE_MOVES):
         d = rollup.dispute(dispute_id)
-        turn, lo, hi = int(d["turn"]), int(d["lo"]), int(d["hi"])
-        if turn == 0:
+        turn, lo, hi = Turn(int(d["turn"])), int(d["lo"]), int(d["hi"])
+        if turn is Turn.NONE:
             return
-        if turn == 1:
+        if turn is Turn.DEFENDER:
             defender(lo, hi)
-        elif turn == 2:
+        elif turn is Turn.CHALLENGER:
             rollup.choose(key, dispute_id, choose(executed, lo, hi,
                                                   int.from_bytes(d["midRoot"], "big")))
         else:
             rollup.prove_step(key, dispute_id, executed, lo)
-    raise RollupError("dispute", f"dispute {dispute_id} did not end within 64 moves")
+    raise RollupError("dispute", f"dispute {dispute_id} did not end within "
+                      f"{MAX_DISPUTE_MOVES} moves")
+
+
+DisputeMove = Callable[[Turn, dict[str, Any]], Awaitable[bool]]
+"""A party's answer to one reading of a dispute: make its move (and return True) or
+return False to wait for the other party."""
+
+
+async def drive_dispute(rollup: RollupContract, dispute_id: int, move: DisputeMove) -> bool:
+    """Play one party of dispute ``dispute_id`` from an asyncio service (the sequencer
+    defends, the verifier challenges): read the dispute, hand every turn but the end to
+    ``move``, and wait :data:`DISPUTE_POLL_SECONDS` when it did not move or its move was
+    refused (a refused move is logged and tried again on the next reading, since the
+    other party may have moved in between). Bounded by :data:`MAX_DISPUTE_MOVES` readings;
+    True if the dispute ended within them."""
+    for _ in range(MAX_DISPUTE_MOVES):
+        d = await asyncio.to_thread(rollup.dispute, dispute_id)
+        turn = Turn(int(d["turn"]))
+        if turn is Turn.NONE:
+            return True
+        try:
+            moved = await move(turn, d)
+        except LayerlabError as exc:
+            log.warning("dispute %d: move failed: %s", dispute_id, exc)
+            moved = False
+        if not moved:
+            await asyncio.sleep(DISPUTE_POLL_SECONDS)
+    return False
 
 
 def read_blob_batch(rollup: RollupContract, beacon_url: str, batch_index: int,

@@ -55,7 +55,6 @@ from eth_account import Account
 from eth_hash.auto import keccak
 from web3 import Web3
 
-from layerlab.errors import LayerlabError
 from layerlab.l2.follower import EventReceived, L1Change, L1Follower, Writes
 from layerlab.l2.rollup.machine import (
     ETH,
@@ -65,7 +64,14 @@ from layerlab.l2.rollup.machine import (
     apply_step,
     apply_transaction,
 )
-from layerlab.l2.rollup.optimistic import Batch, ExecutedBatch, RollupContract, execute_batch
+from layerlab.l2.rollup.optimistic import (
+    Batch,
+    ExecutedBatch,
+    RollupContract,
+    Turn,
+    drive_dispute,
+    execute_batch,
+)
 from layerlab.l2.rollup.txs import decode_tx_step
 from layerlab.l2.rollup.witness import prove_withdrawal
 from layerlab.l2.service import JsonRpcServer, cancel_tasks, every, follow_l1
@@ -79,10 +85,7 @@ log = logging.getLogger(__name__)
 STEP: Final = b"s:"
 BATCH: Final = b"b:"
 L1_TX: Final = b"t:"
-FOLLOWER: Final = b"l1-follower"
 FRAUD_CREDIT: Final = 100 * 10**18
-DISPUTE_POLL_SECONDS: Final = 0.25
-MAX_DISPUTE_MOVES: Final = 64
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class Sequencer:
         self.domain = self.rollup.domain
         self.address = Account.from_key(config.private_key).address
         self.store = RecordStore(config.data_dir / "sequencer")
-        self.follower = L1Follower(self.rollup.l1, store=self.store, key=FOLLOWER,
+        self.follower = L1Follower(self.rollup.l1, store=self.store,
                                    start_block=config.start_block)
         self.state = RollupState()
         self.steps: list[bytes] = []
@@ -317,27 +320,25 @@ class Sequencer:
         """Play the defender: bisect with our roots; prove the last step ourselves."""
         sealed = self.sealed[batch_index]
         executed: ExecutedBatch | None = None
-        for _ in range(MAX_DISPUTE_MOVES):
-            d = await asyncio.to_thread(self.rollup.dispute, dispute_id)
-            turn, lo, hi = int(d["turn"]), int(d["lo"]), int(d["hi"])
-            try:
-                if turn == 0:
-                    log.info("dispute %d over", dispute_id)
-                    return
-                if turn == 1:
-                    await asyncio.to_thread(self.rollup.bisect, self.config.private_key,
-                                            dispute_id, sealed.roots[(lo + hi) // 2])
-                elif turn == 3:
-                    if executed is None:
-                        executed = execute_batch(self._state_at(sealed.first),
-                                                 Batch(sealed.steps), self.domain)
-                    await asyncio.to_thread(self.rollup.prove_step, self.config.private_key,
-                                            dispute_id, executed, lo)
-                else:
-                    await asyncio.sleep(DISPUTE_POLL_SECONDS)
-            except LayerlabError as exc:
-                log.warning("dispute %d: move failed: %s", dispute_id, exc)
-                await asyncio.sleep(DISPUTE_POLL_SECONDS)
+
+        async def move(turn: Turn, d: dict[str, Any]) -> bool:
+            nonlocal executed
+            lo, hi = int(d["lo"]), int(d["hi"])
+            if turn is Turn.DEFENDER:
+                await asyncio.to_thread(self.rollup.bisect, self.config.private_key,
+                                        dispute_id, sealed.roots[(lo + hi) // 2])
+                return True
+            if turn is Turn.ONE_STEP:
+                if executed is None:
+                    executed = execute_batch(self._state_at(sealed.first),
+                                             Batch(sealed.steps), self.domain)
+                await asyncio.to_thread(self.rollup.prove_step, self.config.private_key,
+                                        dispute_id, executed, lo)
+                return True
+            return False
+
+        if await drive_dispute(self.rollup, dispute_id, move):
+            log.info("dispute %d over", dispute_id)
 
     # ------------------------------------------------------------------ JSON-RPC
     def _rpc_send(self, params: list[Any]) -> dict[str, Any]:

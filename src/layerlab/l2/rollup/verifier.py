@@ -34,7 +34,9 @@ from layerlab.l2.rollup.optimistic import (
     Batch,
     ExecutedBatch,
     RollupContract,
+    Turn,
     choose,
+    drive_dispute,
     execute_batch,
 )
 from layerlab.l2.service import JsonRpcServer, cancel_tasks, follow_l1
@@ -44,8 +46,6 @@ __all__ = ["Verifier", "VerifierConfig", "run_verifier"]
 
 log = logging.getLogger(__name__)
 
-DISPUTE_POLL_SECONDS: Final = 0.25
-MAX_DISPUTE_MOVES: Final = 64
 KEPT_SNAPSHOTS: Final = 64
 """States kept before recent batches, to roll back a batch a dispute removes."""
 
@@ -150,32 +150,28 @@ class Verifier:
             return
         self.outcomes[dispute_id] = "open"
         key = self.config.private_key
-        for _ in range(MAX_DISPUTE_MOVES):
-            d = await asyncio.to_thread(self.rollup.dispute, dispute_id)
-            turn, lo, hi = int(d["turn"]), int(d["lo"]), int(d["hi"])
-            try:
-                if turn == 0:
-                    resolved = [e for e in await asyncio.to_thread(self.rollup.events, 0)
-                                if e.name == "DisputeResolved"
-                                and int(e.args["disputeId"]) == dispute_id]
-                    self.outcomes[dispute_id] = (str(resolved[-1].args["how"]) if resolved
-                                                 else "resolved")
-                    return
-                if turn == 2:
-                    agree = choose(executed, lo, hi, int.from_bytes(d["midRoot"], "big"))
-                    await asyncio.to_thread(self.rollup.choose, key, dispute_id, agree)
-                elif turn == 3:
-                    await asyncio.to_thread(self.rollup.prove_step, key, dispute_id, executed, lo)
-                else:  # the defender's turn: wait, and end it if its deadline passes
-                    head = await asyncio.to_thread(self.w3.eth.get_block, "latest")
-                    if int(head["timestamp"]) > int(d["deadline"]):
-                        await asyncio.to_thread(self.rollup.l1.transact, key, "timeout",
-                                                self.rollup.fn.timeout(dispute_id))
-                    else:
-                        await asyncio.sleep(DISPUTE_POLL_SECONDS)
-            except LayerlabError as exc:
-                log.warning("dispute %d: move failed: %s", dispute_id, exc)
-                await asyncio.sleep(DISPUTE_POLL_SECONDS)
+
+        async def move(turn: Turn, d: dict[str, Any]) -> bool:
+            lo, hi = int(d["lo"]), int(d["hi"])
+            if turn is Turn.CHALLENGER:
+                agree = choose(executed, lo, hi, int.from_bytes(d["midRoot"], "big"))
+                await asyncio.to_thread(self.rollup.choose, key, dispute_id, agree)
+                return True
+            if turn is Turn.ONE_STEP:
+                await asyncio.to_thread(self.rollup.prove_step, key, dispute_id, executed, lo)
+                return True
+            # the defender's turn: wait, and end it if its deadline passes
+            head = await asyncio.to_thread(self.w3.eth.get_block, "latest")
+            if int(head["timestamp"]) <= int(d["deadline"]):
+                return False
+            await asyncio.to_thread(self.rollup.timeout, key, dispute_id)
+            return True
+
+        if await drive_dispute(self.rollup, dispute_id, move):
+            resolved = [e for e in await asyncio.to_thread(self.rollup.events, 0)
+                        if e.name == "DisputeResolved" and int(e.args["disputeId"]) == dispute_id]
+            self.outcomes[dispute_id] = str(resolved[-1].args["how"]) if resolved else "resolved"
+            return
         self.outcomes[dispute_id] = "unfinished after the move bound"
 
     def _rpc_status(self, params: list[Any]) -> dict[str, Any]:

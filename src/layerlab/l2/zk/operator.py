@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 TX: Final = b"t:"
 DEPOSIT: Final = b"d:"
 BATCH: Final = b"b:"
-FOLLOWER: Final = b"l1-follower"
 
 ZkTx = Transfer | Withdrawal
 
@@ -208,7 +207,7 @@ class ZkOperator:
             self.w3, self.w3.eth.contract(address=Web3.to_checksum_address(config.contract_address),
                                           abi=_abi()))
         self.store = RecordStore(config.data_dir / "operator")
-        self.follower = L1Follower(self.rollup.l1, store=self.store, key=FOLLOWER,
+        self.follower = L1Follower(self.rollup.l1, store=self.store,
                                    start_block=config.start_block)
         self.txs: list[ZkTx] = []
         """Every admitted transaction, in order (the journal's content)."""
