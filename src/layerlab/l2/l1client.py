@@ -214,6 +214,9 @@ class L1Contract:
             except ContractLogicError as exc:
                 raise self.refused(what, exc) from exc
             except Web3Exception as exc:
+                payload = _rpc_error_revert_data(exc)
+                if payload:  # a revert in an error form web3.py does not classify
+                    raise self._refused_with(what, payload, str(exc)) from exc
                 raise self._error(f"{what} from {account.address} could not be sent: {exc}") from exc
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self._timeout)
@@ -228,7 +231,9 @@ class L1Contract:
 
     def refused(self, what: str, exc: ContractLogicError) -> L1TxError:
         """The typed error for a revert: the custom error's name and arguments if known."""
-        payload = _revert_payload(exc)
+        return self._refused_with(what, _revert_payload(exc), str(exc.message or exc))
+
+    def _refused_with(self, what: str, payload: bytes, message: str) -> L1TxError:
         name, args = self.decode_error(payload)
         if name is None and len(payload) >= 4:
             return self._error(
@@ -236,7 +241,7 @@ class L1Contract:
                 f"is none of {self.name}'s errors (a contract it called, such as a token?)"
             )
         if name is None:
-            return self._error(f"{what} refused: {exc.message or exc}")
+            return self._error(f"{what} refused: {message}")
         shown = ", ".join(f"{key}={_show(value)}" for key, value in args.items())
         return self._error(f"{what} refused by the contract: {name}({shown})", name, args)
 
@@ -274,6 +279,24 @@ class L1Contract:
         except Web3Exception as exc:
             return self._error(f"{where}; replaying it failed too: {exc}")
         return self._error(f"{where}; the reason could not be recovered by replaying it")
+
+
+def _rpc_error_revert_data(exc: Web3Exception) -> bytes:
+    """Revert data in a JSON-RPC error that web3.py left unclassified: Hardhat's node
+    answers an ``eth_estimateGas`` whose call reverts inside a nested call (a custom error
+    bubbled up from a verifier, say) with code -32603 and the revert bytes in
+    ``error.data``, where web3.py only recognises code 3 or "execution reverted"."""
+    response = getattr(exc, "rpc_response", None)
+    error = response.get("error") if isinstance(response, Mapping) else None
+    data = error.get("data") if isinstance(error, Mapping) else None
+    if isinstance(data, Mapping):
+        data = data.get("data")
+    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
+        return b""
+    try:
+        return bytes.fromhex(data[2:])
+    except ValueError:
+        return b""
 
 
 def _revert_payload(exc: ContractLogicError) -> bytes:
