@@ -945,6 +945,7 @@ def demo(
 from layerlab.zk_cli import zk_app  # noqa: E402
 
 app.add_typer(zk_app, name="zk")
+rollup_app.add_typer(zk_app, name="zk")  # `layerlab rollup zk ...`, as the issue names it
 
 def main() -> None:
     try:

@@ -145,7 +145,7 @@ def test_the_operator_proves_pays_and_survives_a_kill(node: NodeProcess, w3: Web
         assert int(status["provenRoot"]) == int(status["root"]) == rollup.state_root()
         assert account(url, b)["provenBalance"] == 50 + 300 - 10 + (after - nonce)
         # the CLI reads the same operator
-        cli = subprocess.run([sys.executable, "-m", "layerlab.cli", "zk", "status", "--dir",
+        cli = subprocess.run([sys.executable, "-m", "layerlab.cli", "rollup", "zk", "status", "--dir",
                               str(tmp_path), "--account", "3"], capture_output=True, text=True,
                              timeout=60, check=True)
         assert f"{len(status['batches'])} batches verified" in cli.stdout
