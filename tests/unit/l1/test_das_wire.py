@@ -1,0 +1,127 @@
+"""PeerDAS over the wire (EIP-7594): in-process nodes on one event loop, connected over
+loopback TCP by their real network services. A block with a blob is held until its sampled
+columns arrive and verify; a producer that withholds half the columns has its block refused;
+a supernode reconstructs what a producer withheld below half and serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import ckzg
+import pytest
+
+from layerlab.l1 import blobs, das
+from layerlab.l1.node import Node
+from layerlab.l1.p2p.service import NetworkService
+from tests.integration.test_blobs_node import make_blob, network_form
+from tests.powutil import mine, pow_node
+
+BLOB = make_blob(7)
+
+
+def expected_commitment() -> bytes:
+    return bytes(ckzg.blob_to_kzg_commitment(BLOB, blobs.get_trusted_setup()))
+
+
+async def until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+async def start(node: Node, peers: list[NetworkService], **kw: int) -> NetworkService:
+    service = NetworkService(node, "127.0.0.1", 0,
+                             static_peers=[("127.0.0.1", p.port) for p in peers], **kw)
+    await service.start()
+    return service
+
+
+async def produce_blob_block(producer: Node, service: NetworkService) -> bytes:
+    producer.submit_raw(bytes.fromhex(network_form(0, BLOB, 1)[2:]))
+    block = mine(producer)
+    assert block.transactions and producer.blobstore.get(block.number, block.hash)
+    service.broadcast_block(block, b"")
+    return bytes(block.hash)
+
+
+async def stop(*services: NetworkService) -> None:
+    for s in services:
+        await s.stop()
+
+
+def test_honest_block_is_imported_after_sampling_and_custody_is_kept() -> None:
+    async def run() -> None:
+        a, b = pow_node(), pow_node()
+        sa = await start(a, [])
+        sb = await start(b, [sa])
+        try:
+            assert await until(lambda: len(sa.peers) == 1 and len(sb.peers) == 1, 10)
+            block_hash = await produce_blob_block(a, sa)
+            assert not b.has_block(block_hash)  # held while sampling, not imported at once
+            assert await until(lambda: b.head.hash == block_hash, 20), sb.stats
+            assert sb.stats["das_sampled"] == 1 and sb.stats["das_unavailable"] == 0
+            assert sa.stats["das_columns_served"] >= das.CUSTODY_REQUIREMENT + das.SAMPLES_PER_SLOT
+            header = b.chain.get_header_by_hash(block_hash)
+            commitments, kept = b.blobstore.get_columns(header.block_number, block_hash)
+            node_number = int.from_bytes(sb.node_id, "big")
+            assert sorted(kept) == das.custody_columns(node_number)
+            assert commitments == (expected_commitment(),)
+            assert all(das.verify_column(c, commitments) for c in kept.values())
+            assert not b.blobstore.get(header.block_number, block_hash)  # never saw the blob
+        finally:
+            await stop(sb, sa)
+
+    asyncio.run(run())
+
+
+def test_block_with_half_its_columns_withheld_is_refused() -> None:
+    async def run() -> None:
+        a, b = pow_node(), pow_node()
+        sa = await start(a, [], withhold_columns=64)
+        sb = await start(b, [sa])
+        try:
+            assert await until(lambda: len(sa.peers) == 1 and len(sb.peers) == 1, 10)
+            genesis = bytes(b.head.hash)
+            block_hash = await produce_blob_block(a, sa)
+            assert await until(lambda: sb.stats["das_unavailable"] == 1, 20), sb.stats
+            assert not b.has_block(block_hash) and bytes(b.head.hash) == genesis
+            # an honest producer's peer is not punished for data it lacks
+            assert len(sb.peers) == 1 and sb.stats["das_bad_columns"] == 0
+            # a later block on top of it cannot be imported either (its parent is missing)
+            child = mine(a)
+            sa.broadcast_block(child, b"")
+            await asyncio.sleep(1.0)
+            assert not b.has_block(child.hash) and bytes(b.head.hash) == genesis
+        finally:
+            await stop(sb, sa)
+
+    asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_supernode_reconstructs_columns_withheld_below_half() -> None:
+    async def run() -> None:
+        a, s, b = pow_node(), pow_node(), pow_node()
+        sa = await start(a, [], withhold_columns=40)
+        ss = await start(s, [sa], custody_groups=das.NUMBER_OF_CUSTODY_GROUPS)
+        sb = await start(b, [sa, ss])
+        try:
+            assert await until(lambda: len(sa.peers) == 2 and len(ss.peers) == 2
+                               and len(sb.peers) == 2, 10)
+            block_hash = await produce_blob_block(a, sa)
+            assert await until(lambda: s.head.hash == block_hash and b.head.hash == block_hash,
+                               30), (ss.stats, sb.stats)
+            assert ss.stats["das_reconstructed"] == 1
+            header = s.chain.get_header_by_hash(block_hash)
+            commitments, kept = s.blobstore.get_columns(header.block_number, block_hash)
+            assert sorted(kept) == list(range(das.NUMBER_OF_COLUMNS))
+            assert all(das.verify_column(kept[j], commitments) for j in range(40))
+        finally:
+            await stop(sb, ss, sa)
+
+    asyncio.run(run())
