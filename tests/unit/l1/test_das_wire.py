@@ -54,6 +54,7 @@ async def stop(*services: NetworkService) -> None:
         await s.stop()
 
 
+@pytest.mark.slow  # the integration test covers the same ground between processes
 def test_honest_block_is_imported_after_sampling_and_custody_is_kept() -> None:
     async def run() -> None:
         a, b = pow_node(), pow_node()
@@ -79,6 +80,7 @@ def test_honest_block_is_imported_after_sampling_and_custody_is_kept() -> None:
     asyncio.run(run())
 
 
+@pytest.mark.slow
 def test_block_with_half_its_columns_withheld_is_refused() -> None:
     async def run() -> None:
         a, b = pow_node(), pow_node()
@@ -123,5 +125,78 @@ def test_supernode_reconstructs_columns_withheld_below_half() -> None:
             assert all(das.verify_column(kept[j], commitments) for j in range(40))
         finally:
             await stop(sb, ss, sa)
+
+    asyncio.run(run())
+
+
+async def _rogue_answers(port: int, genesis: bytes, block: bytes, columns: list[list[object]]) -> int:
+    """A peer that gossips ``block`` and answers every GET_COLUMNS with ``columns``; returns
+    how many requests it answered before the node hung up on it."""
+    from layerlab.l1.p2p import wire
+    from tests.powutil import CONFIG
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(wire.encode_frame(wire.HELLO, [wire.PROTOCOL_VERSION, CONFIG.chain_id, genesis,
+                                                b"\xee" * 8, 1, genesis, 0, 128]))
+    await wire.read_frame(reader)
+    writer.write(wire.encode_frame(wire.BLOCK, [block, b""]))
+    answered = 0
+    try:
+        while True:
+            msg_id, payload = await asyncio.wait_for(wire.read_frame(reader), 15)
+            if msg_id == wire.GET_COLUMNS:
+                asked = {int.from_bytes(i, "big") for i in payload[2]}
+                writer.write(wire.encode_frame(wire.COLUMNS, [payload[0], payload[1], [
+                    c for c in columns if int(c[0]) in asked]]))  # type: ignore[call-overload]
+                answered += 1
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return answered
+    finally:
+        writer.close()
+
+
+def test_peer_sending_cells_that_fail_their_proofs_is_penalized_and_the_block_refused() -> None:
+    from layerlab.l1.chain.blockrlp import encode_block
+    from layerlab.l1.p2p import wire
+
+    async def run() -> None:
+        a, b = pow_node(), pow_node()
+        a.submit_raw(bytes.fromhex(network_form(0, BLOB, 1)[2:]))
+        block = mine(a)
+        data = das.extend_blobs([BLOB])
+        forged = []
+        for column in data.columns:
+            cell = bytearray(column.cells[0])
+            cell[-1] ^= 1  # still a canonical field element; its proof no longer holds
+            forged.append(wire.encode_column(
+                das.DataColumn(column.index, (bytes(cell),), column.proofs), data.commitments))
+        sb = await start(b, [])
+        try:
+            answered = await _rogue_answers(sb.port, bytes(b.head.hash), encode_block(block),
+                                            forged)
+            assert answered == 2  # two answers with bad cells, and it was disconnected
+            assert await until(lambda: sb.stats["das_unavailable"] == 1, 20), sb.stats
+            assert sb.stats["das_bad_columns"] >= 2 and sb.stats["peers_dropped"] == 1
+            assert not b.has_block(block.hash) and b.head.block_number == 0
+        finally:
+            await sb.stop()
+
+    asyncio.run(run())
+
+
+def test_blob_block_reached_by_sync_is_sampled_before_import() -> None:
+    async def run() -> None:
+        a, b = pow_node(), pow_node()
+        a.submit_raw(bytes.fromhex(network_form(0, BLOB, 1)[2:]))
+        blob_block = mine(a)
+        tip = mine(a)  # b joins later: both come by GET_BLOCKS, the child after its parent
+        sa = await start(a, [])
+        sb = await start(b, [sa])
+        try:
+            assert await until(lambda: b.head.hash == tip.hash, 20), sb.stats
+            assert sb.stats["das_sampled"] == 1 and b.has_block(blob_block.hash)
+            assert sa.stats["das_columns_served"] >= das.CUSTODY_REQUIREMENT
+        finally:
+            await stop(sb, sa)
 
     asyncio.run(run())

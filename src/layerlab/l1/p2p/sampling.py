@@ -150,18 +150,21 @@ class DataSampler:
             peers = self._choose_peers(need, source)
             replies = await asyncio.gather(*(self._request(p, block_hash, need) for p in peers))
             for peer, items in zip(peers, replies, strict=True):
+                bad = []
                 for column, claimed in items:
                     if column.index not in need or column.index in got:
                         continue
                     if not is_matching_commitments(claimed, hashes) or \
                             not das.verify_column(column, claimed):
-                        invalid.add(column.index)
-                        self.stats["das_bad_columns"] += 1
-                        self.service.penalize(peer, PENALTY_BAD_COLUMN,
-                                              f"column {column.index} of block #{number} fails "
-                                              "its commitments or cell proofs")
+                        bad.append(column.index)
                         continue
                     got[column.index], commitments = column, claimed
+                if bad:  # one penalty per answer: two bad answers and the peer is gone
+                    invalid.update(bad)
+                    self.stats["das_bad_columns"] += len(bad)
+                    self.service.penalize(peer, PENALTY_BAD_COLUMN,
+                                          f"columns {bad} of block #{number} fail the block's "
+                                          "commitments or their cell proofs")
             if NUMBER_OF_COLUMNS // 2 <= len(got) < NUMBER_OF_COLUMNS:
                 log.info("block #%d: reconstructing all columns from %d", number, len(got))
                 got = {c.index: c for c in das.recover_columns(got.values(), len(hashes))}
