@@ -19,9 +19,11 @@ sampling node is another independent trial. Withholding fewer columns does not h
 any node holding 64 columns reconstructs and serves the rest (the spec's reconstruction
 rule), which :meth:`DasNetwork.reconstruct` does.
 
-This module simulates the network in one process: nodes, custody and the peers' answers are
-objects, the cryptography is real (c-kzg with py-evm's trusted setup). A dishonest peer can
-answer with a tampered cell, which fails its proof and counts as not answered.
+Over a real network of node processes the same checks run on columns fetched by TCP:
+:mod:`layerlab.l1.p2p.sampling`. This module simulates the network in one process: nodes,
+custody and the peers' answers are objects, the cryptography is real (c-kzg with py-evm's
+trusted setup). A dishonest peer can answer with a tampered cell, which fails its proof and
+counts as not answered.
 
 References: EIP-7594; consensus-specs ``specs/fulu/das-core.md`` and ``p2p-interface.md``.
 """

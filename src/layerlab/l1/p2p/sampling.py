@@ -59,7 +59,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROUND_TIMEOUT = 2.0
+ROUND_TIMEOUT = 4.0
+"""Longest wait for one peer's answer in a round. A producer's first answer waits for its
+cell proofs (about 0.4-1.4 s per blob on this machine); a peer that holds less than asked
+answers at once with what it has, so withheld data costs no timeouts, only the rounds."""
 ROUNDS = 4
 ROUND_DELAY = 0.5
 """Pause after the first round, doubled after each further one (0.5 + 1 + 2 s in all)."""
@@ -100,7 +103,7 @@ class DataSampler:
         self.withheld = frozenset(range(withhold))
         self.rng = rng or random.Random()
         self.stats = service.stats
-        for key in ("das_sampled", "das_unavailable", "das_bad_columns", "das_columns_served",
+        for key in ("das_pending", "das_sampled", "das_unavailable", "das_bad_columns", "das_columns_served",
                     "das_reconstructed", "das_last_unavailable"):
             self.stats.setdefault(key, 0)
         self._ids = itertools.count(1)
@@ -134,7 +137,13 @@ class DataSampler:
         if running is None:
             running = asyncio.ensure_future(self._sample(block, hashes, source))
             self._sampling[block_hash] = running
-            running.add_done_callback(lambda _: self._sampling.pop(block_hash, None))
+            self.stats["das_pending"] = len(self._sampling)
+
+            def done(_: object) -> None:
+                self._sampling.pop(block_hash, None)
+                self.stats["das_pending"] = len(self._sampling)
+
+            running.add_done_callback(done)
         await asyncio.shield(running)
 
     async def _sample(self, block: BlockAPI, hashes: tuple[bytes, ...], source: Peer | None) -> None:
