@@ -9,7 +9,8 @@ stored, so they survive a restart like the chain.
 
 Each record is the block's sidecars in order (transaction order, then blob order): RLP
 ``[[blob, kzg_commitment, kzg_proof], ...]`` with one blob proof per blob (computed from
-the blob when the transaction came with EIP-7594 cell proofs).
+the blob when the transaction came with EIP-7594 cell proofs, which are then kept too, as a
+fourth item of 128 48-byte proofs joined, so that the block's columns cost no proving).
 
 A node of a network that did not see a block's blobs keeps instead the data columns it
 custodies (PeerDAS, EIP-7594; :mod:`layerlab.l1.p2p.sampling`), for the same window, under
@@ -43,6 +44,8 @@ class StoredSidecar:
     blob: blobs.Blob
     kzg_commitment: blobs.KzgCommitment
     kzg_proof: blobs.KzgProof
+    cell_proofs: tuple[blobs.KzgProof, ...] = ()
+    """The blob's 128 cell proofs if its transaction carried them (EIP-7594), else empty."""
 
 
 def _key(number: int, block_hash: bytes, prefix: bytes = SIDECAR_PREFIX) -> bytes:
@@ -66,9 +69,13 @@ class BlobStore:
             sidecar = by_hash.get(bytes(tx.hash))
             if sidecar is None:
                 continue
-            for blob, commitment, proof in zip(sidecar.blobs, sidecar.commitments,
-                                               blobs.get_blob_proofs(sidecar), strict=True):
-                items.append([blob, commitment, proof])
+            cells = blobs.CELLS_PER_EXT_BLOB
+            for i, (blob, commitment, proof) in enumerate(zip(
+                    sidecar.blobs, sidecar.commitments, blobs.get_blob_proofs(sidecar), strict=True)):
+                item = [blob, commitment, proof]
+                if sidecar.wrapper_version == blobs.WRAPPER_VERSION_CELL_PROOFS:
+                    item.append(b"".join(sidecar.proofs[i * cells:(i + 1) * cells]))
+                items.append(item)
         if items:
             self.db.write_many({_key(int(block.number), block.hash): rlp.encode(items)}, [])
         return len(items)
@@ -78,8 +85,13 @@ class BlobStore:
         data = self.db.get(_key(number, block_hash))
         if data is None:
             return []
-        return [StoredSidecar(i, blobs.Blob(b), blobs.KzgCommitment(c), blobs.KzgProof(p))
-                for i, (b, c, p) in enumerate(rlp.decode(data))]
+        out = []
+        for i, (b, c, p, *rest) in enumerate(rlp.decode(data)):
+            joined = rest[0] if rest else b""
+            out.append(StoredSidecar(i, blobs.Blob(b), blobs.KzgCommitment(c), blobs.KzgProof(p),
+                                     tuple(blobs.KzgProof(joined[k:k + 48])
+                                           for k in range(0, len(joined), 48))))
+        return out
 
     def put_columns(self, number: int, block_hash: bytes, commitments: Iterable[bytes],
                     columns: Iterable[DataColumn]) -> None:

@@ -200,3 +200,40 @@ def test_blob_block_reached_by_sync_is_sampled_before_import() -> None:
             await stop(sb, sa)
 
     asyncio.run(run())
+
+
+def cell_proof_form(nonce: int, blob: bytes) -> bytes:
+    """The EIP-7594 network form (wrapper version 1, 128 cell proofs per blob) of the same
+    transaction :func:`network_form` builds."""
+    import rlp
+
+    legacy = rlp.decode(bytes.fromhex(network_form(nonce, blob, 1)[4:]))
+    _, cell_proofs = ckzg.compute_cells_and_kzg_proofs(blob, blobs.get_trusted_setup())
+    return b"\x03" + rlp.encode([legacy[0], b"\x01", legacy[1], legacy[2],
+                                 [bytes(p) for p in cell_proofs]])
+
+
+def test_producer_serves_columns_from_the_cell_proofs_its_transaction_carried() -> None:
+    async def run() -> None:
+        a, b = pow_node(), pow_node()
+        a.submit_raw(cell_proof_form(0, BLOB))
+        block = mine(a)
+        stored = a.blobstore.get(block.number, block.hash)
+        expected = das.extend_blobs([BLOB])
+        assert [list(s.cell_proofs) for s in stored] == \
+            [[c.proofs[0] for c in expected.columns]]
+        sa = await start(a, [])
+        sb = await start(b, [sa])
+        try:
+            assert await until(lambda: len(sb.peers) == 1, 10)
+            started = time.monotonic()  # reported, not asserted: a loaded machine varies
+            sa.broadcast_block(block, b"")
+            assert await until(lambda: b.head.hash == block.hash, 20), sb.stats
+            elapsed = time.monotonic() - started
+            _, kept = b.blobstore.get_columns(block.number, bytes(block.hash))
+            assert kept and all(kept[j] == expected.columns[j] for j in kept)
+            print(f"blob block sampled and imported in {elapsed:.3f} s")
+        finally:
+            await stop(sb, sa)
+
+    asyncio.run(run())

@@ -247,7 +247,12 @@ class DataSampler:
         if not sidecars:
             return None
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, das.extend_blobs, [s.blob for s in sidecars])
+        if all(s.cell_proofs for s in sidecars):  # EIP-7594 wrappers: cells only
+            future = loop.run_in_executor(
+                None, das.extend_blobs_with_proofs, [s.blob for s in sidecars],
+                [s.kzg_commitment for s in sidecars], [s.cell_proofs for s in sidecars])
+        else:
+            future = loop.run_in_executor(None, das.extend_blobs, [s.blob for s in sidecars])
         self._remember(self._extended, block_hash, future, EXTENDED_CACHE)
         return future
 
