@@ -237,3 +237,32 @@ def test_producer_serves_columns_from_the_cell_proofs_its_transaction_carried() 
             await stop(sb, sa)
 
     asyncio.run(run())
+
+
+def test_column_messages_are_bounded_and_checked() -> None:
+    import rlp
+
+    from layerlab.errors import PeerError
+    from layerlab.l1.p2p import wire
+
+    data = das.extend_blobs([BLOB])
+    item = wire.encode_column(data.columns[5], data.commitments)
+    column, claimed = wire.decode_column(rlp.decode(rlp.encode(item)))
+    assert column == data.columns[5] and claimed == data.commitments
+    short_cell = [5, list(data.commitments), [data.columns[5].cells[0][:-1]],
+                  list(data.columns[5].proofs)]
+    extra_proof = [5, list(data.commitments), list(data.columns[5].cells),
+                   [data.columns[5].proofs[0]] * 2]
+    for bad in (short_cell, extra_proof, [128, [], [], []], [5, [], []]):
+        with pytest.raises(PeerError):
+            wire.decode_column(rlp.decode(rlp.encode(bad)))
+    assert wire.as_column_indices(rlp.decode(rlp.encode([0, 127, 3])), "ix") == [0, 127, 3]
+    for bad_indices in ([1, 1], [128], list(range(129))):
+        with pytest.raises(PeerError):
+            wire.as_column_indices(rlp.decode(rlp.encode(bad_indices)), "ix")
+    # a full answer for the most blobs a column may carry still fits one frame
+    biggest = [wire.encode_column(das.DataColumn(j, (b"\0" * das.BYTES_PER_CELL,) * wire.MAX_BLOBS_PER_COLUMN,
+                                                 (b"\0" * 48,) * wire.MAX_BLOBS_PER_COLUMN),
+                                  (b"\0" * 48,) * wire.MAX_BLOBS_PER_COLUMN)
+               for j in range(das.NUMBER_OF_COLUMNS)]
+    assert len(wire.encode_frame(wire.COLUMNS, [1, b"\0" * 32, biggest])) <= wire.MAX_FRAME
