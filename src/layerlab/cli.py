@@ -65,6 +65,10 @@ def node(
     validators: Annotated[str, typer.Option(help="PoS validator indices this node runs, e.g. 0,1.")] = "",
     byzantine: Annotated[str, typer.Option(
         help="Misbehave on purpose (tests): double-propose,double-vote.")] = "",
+    custody_groups: Annotated[int, typer.Option(
+        help="PeerDAS custody groups this node keeps and serves (128: a supernode).")] = 4,
+    withhold_columns: Annotated[int, typer.Option(
+        help="Misbehave on purpose (tests): never serve data columns 0..N-1.")] = 0,
     blob_retention: Annotated[int, typer.Option(
         help="Blocks a blob sidecar is kept (4096 epochs of 32 slots).")] = 4096 * 32,
     sync_writes: Annotated[bool, typer.Option(
@@ -84,7 +88,8 @@ def node(
                                    accounts, mnemonic)
     if p2p_port is not None:
         _network_node(cfg, directory, host, port, p2p_port, peers, mine, duty, coinbase, validators,
-                      byzantine, sync_writes)
+                      byzantine, sync_writes, custody_groups=custody_groups,
+                      withhold_columns=withhold_columns)
         return
     mode = MiningMode.MANUAL if no_mining else (
         MiningMode.INTERVAL if block_time else MiningMode.AUTO)
@@ -104,7 +109,8 @@ def node(
 
 def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p_port: int, peers: str,
                   mine: bool, duty: float, coinbase: str | None, validators: str, byzantine: str,
-                  sync_writes: bool = False) -> None:
+                  sync_writes: bool = False, *, custody_groups: int = 4,
+                  withhold_columns: int = 0) -> None:
     from layerlab.l1.chain.config import ChainConfig
     from layerlab.l1.launcher import NetOptions, make_node, serve_network
 
@@ -120,6 +126,7 @@ def _network_node(cfg: object, directory: Path | None, host: str, port: int, p2p
         coinbase=bytes.fromhex(coinbase.removeprefix("0x")) if coinbase else b"\x00" * 20,
         validator_indices=[int(v) for v in validators.split(",") if v.strip()],
         byzantine=[b.strip() for b in byzantine.split(",") if b.strip()],
+        custody_groups=custody_groups, withhold_columns=withhold_columns,
     )
     n = make_node(cfg, directory, sync_writes=sync_writes)
 

@@ -145,3 +145,19 @@ def test_random_blob_bytes_must_be_canonical_field_elements() -> None:
         extend_blobs([b"\xff" * 32 * 4096])
     with pytest.raises(InvalidBlock, match="blob 1"):
         extend_blobs([make_blob(1), b"\x00" * 100])
+
+
+def test_extension_from_given_cell_proofs_equals_the_computed_one(data: das.ExtendedData) -> None:
+    """EIP-7594 wrappers carry the cell proofs: the columns built from them and the blobs'
+    cells are those computed from scratch."""
+    import ckzg
+
+    from layerlab.l1.blobs import get_trusted_setup
+
+    blobs_ = [make_blob(1), make_blob(2)]
+    proofs = [[bytes(p) for p in ckzg.compute_cells_and_kzg_proofs(b, get_trusted_setup())[1]]
+              for b in blobs_]
+    fast = das.extend_blobs_with_proofs(blobs_, data.commitments, proofs)
+    assert fast == data
+    with pytest.raises(InvalidBlock, match="do not match"):
+        das.extend_blobs_with_proofs(blobs_, data.commitments, [proofs[0], proofs[1][:127]])

@@ -9,7 +9,13 @@ stored, so they survive a restart like the chain.
 
 Each record is the block's sidecars in order (transaction order, then blob order): RLP
 ``[[blob, kzg_commitment, kzg_proof], ...]`` with one blob proof per blob (computed from
-the blob when the transaction came with EIP-7594 cell proofs).
+the blob when the transaction came with EIP-7594 cell proofs, which are then kept too, as a
+fourth item of 128 48-byte proofs joined, so that the block's columns cost no proving).
+
+A node of a network that did not see a block's blobs keeps instead the data columns it
+custodies (PeerDAS, EIP-7594; :mod:`layerlab.l1.p2p.sampling`), for the same window, under
+``layerlab:columns:<number, 8 bytes><block hash>``: RLP ``[[kzg_commitment...], [[index,
+[cell...], [cell_proof...]], ...]]``.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import rlp
 from eth.abc import BlockAPI
 
 from layerlab.l1 import blobs
+from layerlab.l1.das import DataColumn
 from layerlab.l1.storage import NODE_PREFIX, ChainDB
 
 SIDECAR_PREFIX = NODE_PREFIX + b"blobs:"
+COLUMN_PREFIX = NODE_PREFIX + b"columns:"
 DEFAULT_RETENTION = 4096 * 32
 """Blocks (slots) a sidecar is kept: 4096 epochs of 32 slots, as the consensus specs."""
 
@@ -36,10 +44,12 @@ class StoredSidecar:
     blob: blobs.Blob
     kzg_commitment: blobs.KzgCommitment
     kzg_proof: blobs.KzgProof
+    cell_proofs: tuple[blobs.KzgProof, ...] = ()
+    """The blob's 128 cell proofs if its transaction carried them (EIP-7594), else empty."""
 
 
-def _key(number: int, block_hash: bytes) -> bytes:
-    return SIDECAR_PREFIX + number.to_bytes(8, "big") + bytes(block_hash)
+def _key(number: int, block_hash: bytes, prefix: bytes = SIDECAR_PREFIX) -> bytes:
+    return prefix + number.to_bytes(8, "big") + bytes(block_hash)
 
 
 class BlobStore:
@@ -59,9 +69,13 @@ class BlobStore:
             sidecar = by_hash.get(bytes(tx.hash))
             if sidecar is None:
                 continue
-            for blob, commitment, proof in zip(sidecar.blobs, sidecar.commitments,
-                                               blobs.get_blob_proofs(sidecar), strict=True):
-                items.append([blob, commitment, proof])
+            cells = blobs.CELLS_PER_EXT_BLOB
+            for i, (blob, commitment, proof) in enumerate(zip(
+                    sidecar.blobs, sidecar.commitments, blobs.get_blob_proofs(sidecar), strict=True)):
+                item = [blob, commitment, proof]
+                if sidecar.wrapper_version == blobs.WRAPPER_VERSION_CELL_PROOFS:
+                    item.append(b"".join(sidecar.proofs[i * cells:(i + 1) * cells]))
+                items.append(item)
         if items:
             self.db.write_many({_key(int(block.number), block.hash): rlp.encode(items)}, [])
         return len(items)
@@ -71,21 +85,48 @@ class BlobStore:
         data = self.db.get(_key(number, block_hash))
         if data is None:
             return []
-        return [StoredSidecar(i, blobs.Blob(b), blobs.KzgCommitment(c), blobs.KzgProof(p))
-                for i, (b, c, p) in enumerate(rlp.decode(data))]
+        out = []
+        for i, (b, c, p, *rest) in enumerate(rlp.decode(data)):
+            joined = rest[0] if rest else b""
+            out.append(StoredSidecar(i, blobs.Blob(b), blobs.KzgCommitment(c), blobs.KzgProof(p),
+                                     tuple(blobs.KzgProof(joined[k:k + 48])
+                                           for k in range(0, len(joined), 48))))
+        return out
+
+    def put_columns(self, number: int, block_hash: bytes, commitments: Iterable[bytes],
+                    columns: Iterable[DataColumn]) -> None:
+        """Keep the data columns a node custodies for a block (with their commitments)."""
+        items = [[c.index, list(c.cells), list(c.proofs)] for c in columns]
+        if items:
+            self.db.write_many({_key(number, block_hash, COLUMN_PREFIX):
+                                rlp.encode([list(commitments), items])}, [])
+
+    def get_columns(self, number: int, block_hash: bytes) -> tuple[tuple[bytes, ...],
+                                                                     dict[int, DataColumn]]:
+        """The commitments and the kept columns of a block (empty if none or pruned)."""
+        data = self.db.get(_key(number, block_hash, COLUMN_PREFIX))
+        if data is None:
+            return (), {}
+        commitments, items = rlp.decode(data)
+        return tuple(commitments), {
+            int.from_bytes(i, "big"): DataColumn(int.from_bytes(i, "big"), tuple(cells),
+                                                 tuple(proofs))
+            for i, cells, proofs in items}
 
     def is_retained(self, number: int, head_number: int) -> bool:
         """Whether block ``number``'s sidecars are still inside the window at this head."""
         return number > head_number - self.retention
 
     def prune(self, head_number: int) -> int:
-        """Delete the sidecars of blocks that left the window; return how many blocks."""
+        """Delete the sidecars and columns of blocks that left the window; return how many
+        records."""
         stale = []
-        for key, _ in self.db.iterate_prefix(SIDECAR_PREFIX):
-            number = int.from_bytes(key[len(SIDECAR_PREFIX):len(SIDECAR_PREFIX) + 8], "big")
-            if self.is_retained(number, head_number):
-                break  # keys are in block-number order
-            stale.append(key)
+        for prefix in (SIDECAR_PREFIX, COLUMN_PREFIX):
+            for key, _ in self.db.iterate_prefix(prefix):
+                number = int.from_bytes(key[len(prefix):len(prefix) + 8], "big")
+                if self.is_retained(number, head_number):
+                    break  # keys are in block-number order
+                stale.append(key)
         if stale:
             self.db.write_many({}, stale)
         return len(stale)

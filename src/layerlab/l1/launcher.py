@@ -37,6 +37,7 @@ from layerlab.l1.consensus.engine import ConsensusEngine
 from layerlab.l1.consensus.merge import MergeEngine, make_engine, pos_of, pow_of
 from layerlab.l1.consensus.pow import PowEngine
 from layerlab.l1.consensus.staking import STAKING_ADDRESS, staking_runtime_code
+from layerlab.l1.das import CUSTODY_REQUIREMENT
 from layerlab.l1.miner import PowMiner
 from layerlab.l1.node import Node
 from layerlab.l1.p2p import wire
@@ -159,6 +160,10 @@ class NetOptions:
     duty: float = 1.0
     validator_indices: list[int] = field(default_factory=list)
     byzantine: list[str] = field(default_factory=list)
+    custody_groups: int = CUSTODY_REQUIREMENT
+    """PeerDAS custody groups (``--custody-groups``; 128 makes a supernode)."""
+    withhold_columns: int = 0
+    """A dishonest node for tests: never serves data columns ``0 .. withhold_columns-1``."""
 
 
 def engine_factory(config: ChainConfig) -> Callable[[ChainDB, EvmChain], ConsensusEngine]:
@@ -206,7 +211,9 @@ def serve_network(
     """Serve RPC, p2p and production until SIGINT/SIGTERM; then close the database."""
 
     async def main(stop: asyncio.Event) -> None:
-        network = NetworkService(node, host, opts.p2p_port, static_peers=opts.peers)
+        network = NetworkService(node, host, opts.p2p_port, static_peers=opts.peers,
+                                 custody_groups=opts.custody_groups,
+                                 withhold_columns=opts.withhold_columns)
         network.on_consensus = consensus_handler(node, network)
         node.attach(network=network)
         await network.start()

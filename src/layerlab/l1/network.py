@@ -41,6 +41,8 @@ class NodeSpec:
     validators: str = ""
     duty: float = 0.5
     byzantine: str = ""
+    custody_groups: int = 4
+    withhold_columns: int = 0
     pid: int | None = None
 
     @property
@@ -63,6 +65,10 @@ class NodeSpec:
             cmd += ["--validators", self.validators]
         if self.byzantine:
             cmd += ["--byzantine", self.byzantine]
+        if self.custody_groups != 4:
+            cmd += ["--custody-groups", str(self.custody_groups)]
+        if self.withhold_columns:
+            cmd += ["--withhold-columns", str(self.withhold_columns)]
         return cmd
 
     def start(self, config: Path) -> subprocess.Popen[bytes]:

@@ -10,6 +10,13 @@
 * **Sync.** When a peer's head is unknown (at ``HELLO``, or a gossiped block whose parent
   is missing) the node sends a *locator* of its own chain and imports what the peer sends
   back, verifying every block (seal or proposer signature, then full execution).
+* **Blob data.** A block that carries blobs (EIP-4844 versioned hashes) arrives without
+  them; it is held, not imported, until data-availability sampling over the peers
+  (PeerDAS, EIP-7594: :mod:`layerlab.l1.p2p.sampling`) has fetched and verified this node's
+  custody columns and random samples. A block whose data is withheld is refused
+  (:class:`~layerlab.l1.das.DataUnavailable`) and never reaches fork choice. Blocks without
+  blobs go straight to import, as before. ``HELLO`` carries the node's custody group count
+  (the Fulu ``custody_group_count`` of its ENR), so peers know which columns it holds.
 * **Penalties.** A peer that sends an undecodable frame or an invalid block loses score;
   at -100 it is disconnected and its address banned for :data:`BAN_SECONDS`.
 """
@@ -32,9 +39,11 @@ from eth_hash.auto import keccak
 from layerlab.errors import InvalidBlock, LayerlabError, PeerError
 from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.chain.evm import EvmChain
+from layerlab.l1.das import CUSTODY_REQUIREMENT, DataUnavailable
 from layerlab.l1.node import Node, UnknownParent
 from layerlab.l1.p2p import wire
-from layerlab.l1.p2p.wire import as_bytes, as_fields, as_int, as_list
+from layerlab.l1.p2p.sampling import DataSampler, get_blob_versioned_hashes
+from layerlab.l1.p2p.wire import as_bytes, as_column_indices, as_fields, as_int, as_list
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,8 @@ class Peer:
     outbound: bool
     writer: asyncio.StreamWriter
     head_number: int = 0
+    custody_groups: int = CUSTODY_REQUIREMENT
+    """The PeerDAS custody group count it advertised (its HELLO's eighth field)."""
     score: int = 0
     syncing: bool = False
     connected_at: float = field(default_factory=time.time)
@@ -96,7 +107,8 @@ class NetworkService:
     """Gossip and sync for one :class:`Node` (runs on the node's event loop)."""
 
     def __init__(self, node: Node, host: str, port: int, *, static_peers: Sequence[tuple[str, int]] = (),
-                 on_consensus: ConsensusHandler | None = None) -> None:
+                 on_consensus: ConsensusHandler | None = None,
+                 custody_groups: int = CUSTODY_REQUIREMENT, withhold_columns: int = 0) -> None:
         self.node = node
         self.chain: EvmChain = node.chain
         self.host = host
@@ -120,6 +132,7 @@ class NetworkService:
         self._tx_buffer: list[bytes] = []
         self._stopped = False
         self.stats = {"blocks_in": 0, "blocks_invalid": 0, "txs_in": 0, "peers_dropped": 0}
+        self.sampler = DataSampler(self, custody_groups=custody_groups, withhold=withhold_columns)
         node.pending_listeners.append(self._on_pending_tx)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -196,7 +209,8 @@ class NetworkService:
     def _hello(self) -> list[Any]:
         head = self.node.head
         return [wire.PROTOCOL_VERSION, self.node.config.chain_id, self.chain.genesis_hash,
-                self.node_id, self.port, head.hash, head.block_number]
+                self.node_id, self.port, head.hash, head.block_number,
+                self.sampler.custody_groups]
 
     async def _run_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                               *, outbound: bool) -> None:
@@ -256,7 +270,8 @@ class NetworkService:
             if not keep_new:
                 return None
             existing.writer.close()
-        peer = Peer(node_id, host, port, outbound, writer, head_number)
+        custody = as_int(fields[7], "custody group count") if len(fields) > 7 else CUSTODY_REQUIREMENT
+        peer = Peer(node_id, host, port, outbound, writer, head_number, custody)
         self.peers[node_id] = peer
         log.info("peer %s connected (%s, head #%d)", peer.address,
                  "out" if outbound else "in", head_number)
@@ -287,6 +302,13 @@ class NetworkService:
                                min(as_int(fields[1], "limit"), wire.MAX_BLOCKS_PER_REQUEST))
         elif msg_id == wire.BLOCKS:
             self._on_blocks(peer, as_list(payload, "blocks", wire.MAX_BLOCKS_PER_REQUEST))
+        elif msg_id == wire.GET_COLUMNS:
+            fields = as_fields(payload, "get-columns", 3)
+            self._spawn(self.sampler.serve(peer, as_int(fields[0], "request id"),
+                                           as_bytes(fields[1], "block hash", 32),
+                                           as_column_indices(fields[2], "column indices")))
+        elif msg_id == wire.COLUMNS:
+            self.sampler.on_columns(peer, payload)
         elif msg_id in (wire.ATTESTATION, wire.SLASHING):
             data = as_bytes(payload, "vote")
             if self.on_consensus is None:
@@ -336,6 +358,12 @@ class NetworkService:
             block = self.chain.decode_block(encoded)
             self.seen_blocks.add(bytes(block.hash))
             peer.head_number = max(peer.head_number, block.number)
+            if self._needs_sampling(block):
+                if self.chain.get_header_by_hash(block.header.parent_hash) is None:
+                    self._maybe_sync(peer, bytes(block.hash), force=True)
+                else:
+                    self._spawn(self._import_sampled(peer, [(block, body)]))
+                return
             result = self._import(peer, block, body)
         except InvalidBlock as exc:
             self.stats["blocks_invalid"] += 1
@@ -347,6 +375,43 @@ class NetworkService:
             self._maybe_sync(peer, bytes(block.hash), force=True)
         elif result:
             self.broadcast_block(block, body, exclude=peer)
+
+    def _needs_sampling(self, block: BlockAPI) -> bool:
+        return bool(get_blob_versioned_hashes(block)) and not self.node.has_block(block.hash)
+
+    async def _import_sampled(self, peer: Peer, items: list[tuple[BlockAPI, bytes]],
+                              synced: bool = False) -> None:
+        """Import gossiped or synced blocks in order, each with blobs only once its data
+        was sampled (the rest of a synced batch waits behind it: its children need it)."""
+        imported, result = 0, None
+        try:
+            for block, body in items:
+                if self._needs_sampling(block):
+                    await self.sampler.ensure_available(block, peer)
+                result = self._import(peer, block, body)
+                if result is None:
+                    break
+                imported += result
+                if result and not synced:
+                    self.broadcast_block(block, body, exclude=peer)
+        except DataUnavailable:
+            pass  # logged and counted by the sampler; a bad cell already cost its sender
+        except InvalidBlock as exc:
+            self.stats["blocks_invalid"] += 1
+            log.warning("invalid block from %s: %s", peer.address, exc)
+            self.penalize(peer, PENALTY_INVALID_BLOCK, str(exc))
+        finally:
+            if synced:
+                peer.syncing = False
+        if not synced:
+            self.stats["blocks_in"] += 1
+            if result is None:
+                self._maybe_sync(peer, bytes(items[-1][0].hash), force=True)
+        elif imported:
+            log.info("synced %d block(s) from %s; head #%d", imported, peer.address,
+                     self.node.head.block_number)
+            if len(items) >= wire.MAX_BLOCKS_PER_REQUEST:
+                self._maybe_sync(peer, b"", force=True)
 
     def _maybe_sync(self, peer: Peer, head: bytes, force: bool = False) -> None:
         if peer.syncing or (not force and self.node.has_block(head)):
@@ -399,10 +464,18 @@ class NetworkService:
     def _on_blocks(self, peer: Peer, items: list[Any]) -> None:
         peer.syncing = False
         imported = 0
-        for item in items:
+        for k, item in enumerate(items):
             fields = as_fields(item, "blocks item", 2)
             try:
-                result = self._import(peer, as_bytes(fields[0], "block"), as_bytes(fields[1], "body"))
+                block = self.chain.decode_block(as_bytes(fields[0], "block"))
+                if self._needs_sampling(block):  # this one and the rest wait for its data
+                    rest = [(block, as_bytes(fields[1], "body"))] + [
+                        (self.chain.decode_block(as_bytes(f[0], "block")), as_bytes(f[1], "body"))
+                        for f in (as_fields(i, "blocks item", 2) for i in items[k + 1:])]
+                    peer.syncing = True
+                    self._spawn(self._import_sampled(peer, rest, synced=True))
+                    return
+                result = self._import(peer, block, as_bytes(fields[1], "body"))
             except InvalidBlock as exc:
                 self.stats["blocks_invalid"] += 1
                 log.warning("invalid block in sync from %s: %s", peer.address, exc)
@@ -427,6 +500,8 @@ class NetworkService:
 
     def broadcast_block(self, block: BlockAPI, body: bytes, exclude: Peer | None = None) -> None:
         self.seen_blocks.add(bytes(block.hash))
+        if exclude is None:  # a block of our own: get its columns ready to serve
+            self.sampler.on_block_produced(block)
         self._arrived(bytes(block.hash))
         self.broadcast(wire.BLOCK, [encode_block(block), body], exclude)
 

@@ -8,7 +8,15 @@ first one it has on its own canonical chain). Consensus votes (attestations, sla
 travel as opaque bytes that the consensus layer encodes, as the beacon chain's gossip
 topics do. There is no RLPx encryption: nodes run on loopback and every block and vote
 is verified on its own merits, whoever relayed it.
+
+Blob data travels apart from blocks, as PeerDAS (EIP-7594) has it: :data:`GET_COLUMNS`
+asks a peer for some of a block's data columns by block hash (the Fulu p2p-interface's
+``DataColumnSidecarsByRoot`` request) and :data:`COLUMNS` answers with those it holds, each
+column as ``[index, [kzg_commitment...], [cell...], [cell_proof...]]`` (the
+``DataColumnSidecar``'s fields, without the beacon block header the spec signs them under:
+the block itself carries the blobs' versioned hashes, which the commitments must match).
 """
+
 
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from typing import Any
 import rlp
 
 from layerlab.errors import MalformedEncoding, PeerError
+from layerlab.l1.das import BYTES_PER_CELL, BYTES_PER_PROOF, NUMBER_OF_COLUMNS, DataColumn
 from layerlab.primitives.codec import decode_uint
 
 PROTOCOL_VERSION = 1
@@ -34,8 +43,18 @@ ATTESTATION = 5
 """Gossip id of an attestation vote (payload: ``beacon.encode_attestation``)."""
 SLASHING = 6
 """Gossip id of slashing evidence (payload: ``beacon.encode_slashing``)."""
+GET_COLUMNS = 7
+"""Request for data columns of a block (``DataColumnSidecarsByRoot``): ``[request id, block
+hash, [column index...]]``, at most :data:`NUMBER_OF_COLUMNS` distinct indices."""
+COLUMNS = 8
+"""Answer to :data:`GET_COLUMNS`: ``[request id, block hash, [column...]]`` with the
+requested columns the peer holds (possibly none)."""
+MAX_BLOBS_PER_COLUMN = 32
+"""Cells per column on the wire: 128 such columns are 8.8 MB, inside :data:`MAX_FRAME`."""
+BYTES_PER_COMMITMENT = 48
 NAMES = {HELLO: "hello", TXS: "txs", BLOCK: "block", GET_BLOCKS: "get-blocks", BLOCKS: "blocks",
-         ATTESTATION: "attestation", SLASHING: "slashing"}
+         ATTESTATION: "attestation", SLASHING: "slashing", GET_COLUMNS: "get-columns",
+         COLUMNS: "columns"}
 
 
 def encode_frame(msg_id: int, payload: Any) -> bytes:
@@ -88,3 +107,33 @@ def as_fields(value: Any, what: str, count: int) -> list[Any]:
     if not isinstance(value, list) or len(value) != count:
         raise PeerError(f"{what}: expected a list of {count} items")
     return value
+
+
+def as_column_indices(value: Any, what: str) -> list[int]:
+    """Distinct column indices below :data:`NUMBER_OF_COLUMNS`, in the order given."""
+    indices = [as_int(v, what) for v in as_list(value, what, NUMBER_OF_COLUMNS)]
+    if any(j >= NUMBER_OF_COLUMNS for j in indices) or len(set(indices)) != len(indices):
+        raise PeerError(f"{what}: indices must be distinct and below {NUMBER_OF_COLUMNS}")
+    return indices
+
+
+def encode_column(column: DataColumn, commitments: tuple[bytes, ...]) -> list[Any]:
+    return [column.index, list(commitments), list(column.cells), list(column.proofs)]
+
+
+def decode_column(value: Any) -> tuple[DataColumn, tuple[bytes, ...]]:
+    """A column and the commitments it claims; sizes are checked, proofs are not."""
+    fields = as_fields(value, "column", 4)
+    index = as_int(fields[0], "column index")
+    if index >= NUMBER_OF_COLUMNS:
+        raise PeerError(f"column index {index} is not below {NUMBER_OF_COLUMNS}")
+    commitments = tuple(as_bytes(c, "kzg commitment", BYTES_PER_COMMITMENT)
+                        for c in as_list(fields[1], "commitments", MAX_BLOBS_PER_COLUMN))
+    cells = tuple(as_bytes(c, "cell", BYTES_PER_CELL)
+                  for c in as_list(fields[2], "cells", MAX_BLOBS_PER_COLUMN))
+    proofs = tuple(as_bytes(p, "cell proof", BYTES_PER_PROOF)
+                   for p in as_list(fields[3], "cell proofs", MAX_BLOBS_PER_COLUMN))
+    if not len(commitments) == len(cells) == len(proofs):
+        raise PeerError(f"column {index}: {len(commitments)} commitments, {len(cells)} cells, "
+                        f"{len(proofs)} proofs")
+    return DataColumn(index, cells, proofs), commitments
