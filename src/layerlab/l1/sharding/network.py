@@ -61,12 +61,16 @@ class ShardSpec:
         return Path(self.data_dir) / "node.log"
 
 
-def shard_genesis(chain_id: int, timestamp: int, shard_count: int, reserve_wei: int) -> dict[str, Any]:
+def shard_genesis(chain_id: int, timestamp: int, reserve_wei: int,
+                  gas_limit: int | None = None) -> dict[str, Any]:
     """A shard's chain config: its chain id, a fixed genesis time, the system account."""
     from layerlab.l1.sharding import crossshard
 
     alloc = crossshard.system_genesis_alloc(reserve_wei)
-    return {"chainId": chain_id, "timestamp": timestamp, "alloc": alloc}
+    config: dict[str, Any] = {"chainId": chain_id, "timestamp": timestamp, "alloc": alloc}
+    if gas_limit is not None:
+        config["gasLimit"] = gas_limit
+    return config
 
 
 def _deploy_cross_shard(specs: list[ShardSpec], reserve_wei: int) -> str:
@@ -93,7 +97,8 @@ def is_sharded(directory: Path) -> bool:
 
 def up(directory: Path, shards: int, *, validators: int | None = None, block_time: float = 1.0,
        base_chain_id: int = DEFAULT_BASE_CHAIN_ID, preset: str = "minimal", verify: bool = True,
-       relay: bool = True, byzantine: str = "", reserve_wei: int = DEFAULT_RESERVE_WEI) -> dict[str, Any]:
+       relay: bool = True, byzantine: str = "", reserve_wei: int = DEFAULT_RESERVE_WEI,
+       gas_limit: int | None = None) -> dict[str, Any]:
     """Start the shards and the coordinator; return the recorded description."""
     if not 1 <= shards <= 16:
         raise ConfigError(f"--shards must be 1..16, got {shards}")
@@ -110,7 +115,7 @@ def up(directory: Path, shards: int, *, validators: int | None = None, block_tim
         data_dir = directory / f"shard{k}"
         data_dir.mkdir(parents=True, exist_ok=True)
         config = data_dir / "chain.json"
-        config.write_text(json.dumps(shard_genesis(base_chain_id + k, timestamp, shards, reserve_wei)))
+        config.write_text(json.dumps(shard_genesis(base_chain_id + k, timestamp, reserve_wei, gas_limit)))
         specs.append(ShardSpec(k, base_chain_id + k, free_port(), str(data_dir), str(config)))
     desc: dict[str, Any] = {"kind": "shards", "preset": preset, "validators": validators,
                             "blockTime": block_time, "verify": verify, "relay": relay,
