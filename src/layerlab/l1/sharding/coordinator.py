@@ -104,7 +104,8 @@ class Coordinator:
     refused: list[dict[str, Any]] = field(default_factory=list)
     relayed: dict[int, dict[int, int]] = field(default_factory=dict)
     relay_errors: list[str] = field(default_factory=list)
-    _raw: dict[tuple[int, bytes], bytes] = field(default_factory=dict)
+    _raw: dict[tuple[int, bytes], tuple[int, bytes]] = field(default_factory=dict)
+    """(shard, block hash) -> (number, RLP) of crosslinked blocks not final yet."""
     _relays: list[ThreadPoolExecutor] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -133,7 +134,7 @@ class Coordinator:
                 raw = _b32(rpc_call(self.urls[shard], "debug_getRawBlock", [hex(number)]))
                 if replica.number < number:
                     replica.follow(raw)
-                self._raw[(shard, header.hash)] = raw
+                self._raw[(shard, header.hash)] = (number, raw)
             headers.append(header)
         return headers
 
@@ -146,11 +147,11 @@ class Coordinator:
             for link in record.links[record.final_count:]:
                 for header in link.crosslink.headers:
                     computed = self.replicas[shard].evm.get_header_by_hash(header.hash)
-                    raw = self._raw.get((shard, header.hash))
-                    if computed is None or raw is None:
+                    kept = self._raw.get((shard, header.hash))
+                    if computed is None or kept is None:
                         continue
                     if bytes(computed.state_root) != header.state_root:
-                        proofs.append(ShardFraudProof(header, raw))
+                        proofs.append(ShardFraudProof(header, kept[1]))
                         break
         return proofs
 
@@ -195,6 +196,13 @@ class Coordinator:
         for link, check in result.refused:
             self.refused.append({"slot": slot, "shard": link.shard, "check": check})
         self._relay_finalized()
+        self._forget_final_blocks()
+
+    def _forget_final_blocks(self) -> None:
+        """Raw blocks are kept for fraud proofs only until their crosslink is final."""
+        final = {s: get_final_header(self.beacon.state, s).number for s in range(len(self.urls))}
+        for key in [k for k, (number, _) in self._raw.items() if number <= final[k[0]]]:
+            del self._raw[key]
 
     def _relay_finalized(self) -> None:
         for source in range(len(self.urls)):
