@@ -25,8 +25,6 @@ RESERVE = 50 * 10**18
 ETHER = 10**18
 SHARDS = 2
 
-pytestmark = pytest.mark.slow
-
 
 @dataclass
 class Shard:
