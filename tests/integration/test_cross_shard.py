@@ -187,7 +187,7 @@ def test_python_encoding_matches_the_contract(shards: list[Shard]) -> None:
     assert contract.call("RECEIPTS_SLOT") == xs.RECEIPTS_SLOT
 
 
-def test_a_crosslink_is_final_and_deployment_is_the_first_transaction(shards: list[Shard]) -> None:
+def test_a_crosslink_is_final_and_a_deployment_is_kept(shards: list[Shard]) -> None:
     src, dst = shards
     number = int(src.w3.eth.block_number)
     root = bytes(src.w3.eth.get_block(number)["stateRoot"])
@@ -197,10 +197,26 @@ def test_a_crosslink_is_final_and_deployment_is_the_first_transaction(shards: li
         xs.post_crosslink(dst.w3, 0, number, b"\x22" * 32)
     assert refused.value.error_name == "CrosslinkConflict"
     assert xs.CrossShardContract(dst.w3).call("crosslinkedRoot", 0, number) == root
-    with pytest.raises(xs.CrossShardError, match="nonce 0"):
-        xs.deploy(dst.w3, 1, SHARDS, RESERVE)
+    nonce = dst.w3.eth.get_transaction_count(xs.SYSTEM_ADDRESS)
+    assert xs.deploy(dst.w3, 1, SHARDS, RESERVE) == xs.CROSS_SHARD_ADDRESS  # already there
+    assert dst.w3.eth.get_transaction_count(xs.SYSTEM_ADDRESS) == nonce
+    with pytest.raises(xs.WrongShard):
+        xs.deploy(dst.w3, 0, SHARDS, RESERVE)  # it is shard 1's
     with pytest.raises(xs.WrongShard):
         xs.deploy(dst.w3, 2, SHARDS, RESERVE)
+
+
+def test_deployment_must_be_the_system_accounts_first_transaction() -> None:
+    with BackgroundNode(_shard_node(0)) as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        # the system account spends its nonce 0 on something else
+        signed = Account.from_key(xs.SYSTEM_KEY).sign_transaction({
+            "to": xs.SYSTEM_ADDRESS, "value": 0, "gas": 21_000, "nonce": 0, "chainId": 1000,
+            "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 0})
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+        with pytest.raises(xs.CrossShardError, match="nonce 0"):
+            xs.deploy(w3, 0, SHARDS, RESERVE)
+        assert w3.eth.get_code(xs.CROSS_SHARD_ADDRESS) == b""
 
 
 @pytest.mark.slow

@@ -52,6 +52,8 @@ from eth_account import Account
 from eth_hash.auto import keccak
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
+from trie import HexaryTrie
+from trie.exceptions import BadTrieProof, ValidationError
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3Exception
 from web3.types import Nonce, RPCEndpoint, TxParams, TxReceipt
@@ -242,9 +244,18 @@ def _typed(exc: CrossShardError) -> CrossShardError:
 def deploy(w3: Web3, shard_id: int, shard_count: int, reserve_wei: int) -> ChecksumAddress:
     """Deploy CrossShard on a shard from the system account, as its first transaction (so
     at :data:`CROSS_SHARD_ADDRESS`), with ``reserve_wei`` as the reserve claims are paid
-    from. Raises :class:`CrossShardError` if the system account has sent before."""
+    from. On a shard where it is already deployed for the same shard id and count (a
+    restarted network) nothing is sent. Raises :class:`CrossShardError` if the system
+    account has sent anything else before, or the deployed one is another shard's."""
     if not 0 <= shard_id < shard_count:
         raise WrongShard(f"shard {shard_id} is not one of the {shard_count} shards", "WrongShard")
+    if w3.eth.get_code(CROSS_SHARD_ADDRESS):
+        contract = CrossShardContract(w3)
+        deployed = (contract.get_shard_id(), int(contract.call("shardCount")))
+        if deployed != (shard_id, shard_count):
+            raise WrongShard(f"CrossShard at {CROSS_SHARD_ADDRESS} is shard {deployed[0]} of "
+                             f"{deployed[1]}, not {shard_id} of {shard_count}", "WrongShard")
+        return CROSS_SHARD_ADDRESS
     nonce = w3.eth.get_transaction_count(SYSTEM_ADDRESS, "pending")
     if nonce != 0:
         raise CrossShardError(
@@ -336,9 +347,6 @@ def _hex_bytes(value: Any) -> bytes:
 def verify_claim_proof(proof: ClaimProof) -> bytes:
     """The 32-byte word the proofs prove at the receipt's slot in ``proof.state_root``
     (the contract's check, in Python with py-trie). Raises :class:`BadProof`."""
-    from trie import HexaryTrie
-    from trie.exceptions import BadTrieProof, ValidationError
-
     try:
         account_rlp = HexaryTrie.get_from_proof(
             proof.state_root, keccak(bytes.fromhex(CROSS_SHARD_ADDRESS[2:])),
