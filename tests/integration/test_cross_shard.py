@@ -106,6 +106,7 @@ def test_transfer_is_credited_once_and_value_is_conserved(shards: list[Shard]) -
     fees += fee(paid)
     assert int(dst.w3.eth.get_balance(bob)) == bob_before + 3 * ETHER  # type: ignore[arg-type]
     print(f"claim gas: {paid['gasUsed']}")
+    assert 2 * int(paid["gasUsed"]) < xs.compute_claim_gas_limit(proof)  # the limit's margin
 
     with pytest.raises(xs.AlreadyClaimed):
         xs.claim(dst.w3, relayer, proof)

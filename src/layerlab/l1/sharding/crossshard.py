@@ -105,13 +105,16 @@ CROSS_SHARD_ADDRESS: Final[ChecksumAddress] = to_checksum_address(
 """CREATE address of the system account at nonce 0: the same on every shard."""
 SYSTEM_GAS_WEI: Final = 100 * 10**18
 """Gas money of the system account besides the reserve (deployment and crosslinks)."""
-CLAIM_GAS_BASE: Final = 120_000
-CLAIM_GAS_PER_NODE: Final = 50_000
-CLAIM_GAS_PER_BYTE: Final = 40
-"""Gas limit of a claim: base + per proof node + per proof byte, about 1.7 times what a
-claim uses (measured: 255k gas for 6 nodes, 659 bytes). A claim is not estimated: its
-proof check runs in a ``try`` (an external self-call, which gets 63/64 of the gas left),
-so ``eth_estimateGas``'s binary search runs it some 25 times (8 s on py-evm)."""
+CLAIM_GAS_BASE: Final = 200_000
+CLAIM_GAS_PER_NODE: Final = 60_000
+CLAIM_GAS_PER_BYTE: Final = 60
+"""Gas limit of a claim: base + per proof node + per proof byte, over twice what a claim
+uses (measured: 255k gas for 6 nodes and 659 bytes, limit 600k; 294k in a 5,000-account
+state, 6 nodes and 2,183 bytes, limit 691k). Unused gas is not charged; a limit too low
+would make the proof check run out of gas inside its ``try`` and the claim fail as
+``BadProof``. A claim is not estimated: its proof check runs in a ``try`` (an external
+self-call, which gets 63/64 of the gas left), so ``eth_estimateGas``'s binary search runs
+it some 25 times (8 s on py-evm)."""
 RECEIPTS_SLOT: Final = 1
 """Storage slot of ``CrossShard.receipts`` (the layout's second variable)."""
 
