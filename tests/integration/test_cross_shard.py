@@ -13,6 +13,15 @@ from dataclasses import dataclass
 
 import pytest
 from eth_account import Account
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from web3 import Web3
 from web3.types import TxReceipt
 
@@ -24,8 +33,6 @@ from layerlab.l1.sharding import crossshard as xs
 RESERVE = 50 * 10**18
 ETHER = 10**18
 SHARDS = 2
-
-pytestmark = pytest.mark.slow
 
 
 @dataclass
@@ -99,6 +106,7 @@ def test_transfer_is_credited_once_and_value_is_conserved(shards: list[Shard]) -
     fees += fee(paid)
     assert int(dst.w3.eth.get_balance(bob)) == bob_before + 3 * ETHER  # type: ignore[arg-type]
     print(f"claim gas: {paid['gasUsed']}")
+    assert 2 * int(paid["gasUsed"]) < xs.compute_claim_gas_limit(proof)  # the limit's margin
 
     with pytest.raises(xs.AlreadyClaimed):
         xs.claim(dst.w3, relayer, proof)
@@ -170,3 +178,116 @@ def _last_fee(w3: Web3, sender: str) -> int:
     txs = [tx for tx in block["transactions"] if tx["from"] == sender]  # type: ignore[index]
     assert len(txs) == 1
     return fee(w3.eth.get_transaction_receipt(txs[0]["hash"]))  # type: ignore[index]
+
+
+def test_python_encoding_matches_the_contract(shards: list[Shard]) -> None:
+    contract = xs.CrossShardContract(shards[0].w3)
+    to = addr(shards[1].keys[3])
+    assert contract.call("receiptHash", 0, 1, 7, to, 12345) == xs.compute_receipt_hash(0, 1, 7, to, 12345)
+    assert contract.call("receiptSlot", 7) == xs.compute_receipt_slot(7)
+    assert contract.call("RECEIPTS_SLOT") == xs.RECEIPTS_SLOT
+
+
+def test_a_crosslink_is_final_and_a_deployment_is_kept(shards: list[Shard]) -> None:
+    src, dst = shards
+    number = int(src.w3.eth.block_number)
+    root = bytes(src.w3.eth.get_block(number)["stateRoot"])
+    xs.post_crosslink(dst.w3, 0, number, root)
+    xs.post_crosslink(dst.w3, 0, number, root)  # the same root again is a no-op
+    with pytest.raises(xs.CrossShardError) as refused:
+        xs.post_crosslink(dst.w3, 0, number, b"\x22" * 32)
+    assert refused.value.error_name == "CrosslinkConflict"
+    assert xs.CrossShardContract(dst.w3).call("crosslinkedRoot", 0, number) == root
+    nonce = dst.w3.eth.get_transaction_count(xs.SYSTEM_ADDRESS)
+    assert xs.deploy(dst.w3, 1, SHARDS, RESERVE) == xs.CROSS_SHARD_ADDRESS  # already there
+    assert dst.w3.eth.get_transaction_count(xs.SYSTEM_ADDRESS) == nonce
+    with pytest.raises(xs.WrongShard):
+        xs.deploy(dst.w3, 0, SHARDS, RESERVE)  # it is shard 1's
+    with pytest.raises(xs.WrongShard):
+        xs.deploy(dst.w3, 2, SHARDS, RESERVE)
+
+
+def test_deployment_must_be_the_system_accounts_first_transaction() -> None:
+    with BackgroundNode(_shard_node(0)) as url:
+        w3 = Web3(Web3.HTTPProvider(url))
+        # the system account spends its nonce 0 on something else
+        signed = Account.from_key(xs.SYSTEM_KEY).sign_transaction({
+            "to": xs.SYSTEM_ADDRESS, "value": 0, "gas": 21_000, "nonce": 0, "chainId": 1000,
+            "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 0})
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+        with pytest.raises(xs.CrossShardError, match="nonce 0"):
+            xs.deploy(w3, 0, SHARDS, RESERVE)
+        assert w3.eth.get_code(xs.CROSS_SHARD_ADDRESS) == b""
+
+
+@pytest.mark.slow
+def test_random_sends_crosslinks_claims_and_replays_conserve_value(shards: list[Shard]) -> None:
+    """Random interleavings in both directions: each receipt pays exactly once, and only
+    after its block (or a later one) is crosslinked; every shard's contract holds its
+    reserve plus what was locked minus what was paid; the total changes only by fees."""
+    users = [addr(k) for k in shards[0].keys]
+    tracked = [*users, xs.CROSS_SHARD_ADDRESS, xs.SYSTEM_ADDRESS]
+
+    class Transfers(RuleBasedStateMachine):
+        sent = Bundle("sent")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.total = balances(shards, tracked)
+            self.reserve = [int(s.w3.eth.get_balance(xs.CROSS_SHARD_ADDRESS)) for s in shards]
+            self.user = {(s.shard_id, u): int(s.w3.eth.get_balance(u)) for s in shards for u in users}  # type: ignore[arg-type]
+            self.fees = 0
+            self.paid: set[tuple[int, int]] = set()
+            self.final = [-1, -1]  # highest crosslinked block of each shard, as its peer knows
+
+        @rule(target=sent, source=st.integers(0, 1), sender=st.integers(0, 3),
+              to=st.integers(0, 3), value=st.integers(1, 10**15))
+        def a_send(self, source: int, sender: int, to: int, value: int) -> xs.CrossReceipt:
+            shard = shards[source]
+            receipt = xs.send_cross(shard.w3, shard.keys[sender], 1 - source, users[to], value)
+            tx = shard.w3.eth.get_transaction_receipt(receipt.tx_hash)  # type: ignore[arg-type]
+            self.fees += fee(tx)
+            self.user[source, users[sender]] -= value + fee(tx)
+            self.reserve[source] += value
+            return receipt
+
+        @rule(source=st.integers(0, 1))
+        def b_crosslink(self, source: int) -> None:
+            """The beacon finalizes ``source``'s head."""
+            number = int(shards[source].w3.eth.block_number)
+            finalize(shards[source], shards[1 - source], number)
+            self.fees += _last_fee(shards[1 - source].w3, xs.SYSTEM_ADDRESS)
+            self.final[source] = number
+
+        @rule(r=sent, relayer=st.integers(0, 3), finalized_first=st.booleans())
+        def c_claim(self, r: xs.CrossReceipt, relayer: int, finalized_first: bool) -> None:
+            if finalized_first:
+                self.b_crosslink(r.source_shard)
+            src, dst = shards[r.source_shard], shards[r.dest_shard]
+            at = max(r.block_number, self.final[r.source_shard])
+            proof = xs.build_claim(src.w3, r, at)
+            if at != self.final[r.source_shard]:
+                with pytest.raises(xs.NotCrosslinked):
+                    xs.claim(dst.w3, dst.keys[relayer], proof)
+            elif (r.source_shard, r.nonce) in self.paid:
+                with pytest.raises(xs.AlreadyClaimed):
+                    xs.claim(dst.w3, dst.keys[relayer], proof)
+            else:
+                tx = xs.claim(dst.w3, dst.keys[relayer], proof)
+                self.fees += fee(tx)
+                self.paid.add((r.source_shard, r.nonce))
+                self.user[r.dest_shard, users[relayer]] -= fee(tx)
+                self.user[r.dest_shard, r.to] += r.value
+                self.reserve[r.dest_shard] -= r.value
+
+        @invariant()
+        def balances_are_as_booked(self) -> None:
+            for s in shards:
+                assert int(s.w3.eth.get_balance(xs.CROSS_SHARD_ADDRESS)) == self.reserve[s.shard_id]
+                for u in users:
+                    assert int(s.w3.eth.get_balance(u)) == self.user[s.shard_id, u]  # type: ignore[arg-type]
+            assert balances(shards, tracked) == self.total - self.fees
+
+    run_state_machine_as_test(Transfers, settings=settings(
+        max_examples=4, stateful_step_count=8, deadline=None,
+        suppress_health_check=list(HealthCheck)))
