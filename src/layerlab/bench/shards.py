@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "shards",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "load_average_at_end": os.getloadavg()},
         "workload": {"per_shard": args.per_shard, "senders": args.senders, "batch_size": args.batch_size,
                      "block_time_s": 1.0, "slot_s": 1.0, "coordinator_verifies": False},
         "throughput": rows,
