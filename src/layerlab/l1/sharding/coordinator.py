@@ -266,8 +266,8 @@ class Coordinator:
             if slot >= next_slot:
                 try:
                     self.step(slot)
-                except LayerlabError:
-                    log.exception("slot %d failed", slot)
+                except (LayerlabError, OSError, ValueError, KeyError):  # a bad shard answer
+                    log.exception("slot %d failed", slot)  # costs a slot, not the beacon
                 write_json_atomically(self.status_path, self.status())
                 next_slot = slot + 1
             stop.wait(max(0.0, self.genesis_time + (next_slot - 1) * self.slot_seconds - time.time()))
