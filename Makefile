@@ -37,6 +37,7 @@ bench: deps
 	$(BIN)/python -m layerlab.bench.consensus
 	$(BIN)/python -m layerlab.bench.rollup_codec
 	$(BIN)/python -m layerlab.bench.l2
+	$(BIN)/python -m layerlab.bench.shards
 
 lint: deps
 	$(BIN)/ruff check src tests

@@ -145,19 +145,80 @@ def net_up(
     nodes: Annotated[int, typer.Option(help="Number of node processes.")] = 4,
     consensus: Annotated[str, typer.Option(help="pow, pos or merge.")] = "pow",
     preset: Annotated[str, typer.Option(help="minimal or mainnet-like.")] = "minimal",
-    validators: Annotated[int, typer.Option(help="PoS genesis validators.")] = 4,
+    validators: Annotated[int | None, typer.Option(
+        help="PoS genesis validators (default 4; with --shards, 8 per shard).")] = None,
     merge_block: Annotated[int | None, typer.Option(help="Block of the PoW->PoS fork (merge).")] = None,
     directory: Annotated[Path, typer.Option("--dir", help="Network directory.")] = DEFAULT_NET_DIR,
+    shards: Annotated[int, typer.Option(
+        help="Execution shards: S shard node processes and a beacon coordinator (0: no sharding).")] = 0,
+    block_time: Annotated[float, typer.Option(help="Seconds between shard blocks (--shards).")] = 1.0,
+    verify: Annotated[bool, typer.Option(
+        help="The coordinator re-executes shard blocks (py-evm) and proves fraud (--shards).")] = True,
+    byzantine: Annotated[str, typer.Option(
+        help="Tests: forge-state-root:K@N makes shard K's committee sign a forged root.")] = "",
 ) -> None:
-    """Start N node processes, each with its own data dir, RPC port and p2p port."""
+    """Start N node processes, each with its own data dir, RPC port and p2p port; or, with
+    --shards S, S shard chains (chain ids 31337+K) crosslinked by a beacon coordinator."""
+    if shards:
+        from layerlab.l1.sharding import network as shardnet
+
+        desc = shardnet.up(directory, shards, validators=validators, block_time=block_time, preset=preset,
+                           verify=verify, byzantine=byzantine)
+        for s in desc["shards"]:
+            console.print(f"shard {s['index']}: rpc http://127.0.0.1:{s['rpc_port']}  "
+                          f"chain id {s['chain_id']}  pid {s['pid']}", highlight=False)
+        console.print(f"beacon coordinator: pid {desc['coordinator']}, {desc['validators']} validators"
+                      + (f", cross-shard contract {desc['crossShardAddress']}"
+                         if desc.get("crossShardAddress") else ""), highlight=False)
+        return
     from layerlab.l1 import network as l1net
 
-    specs = l1net.up(directory, nodes, consensus, preset=preset, validators=validators,
-                      merge_block=merge_block)
+    specs = l1net.up(directory, nodes, consensus, preset=preset,
+                     validators=4 if validators is None else validators, merge_block=merge_block)
     for s in specs:
         console.print(f"node {s.index}: rpc {s.url}  p2p 127.0.0.1:{s.p2p_port}  pid {s.pid}"
                       + (f"  validators {s.validators}" if s.validators else "")
                       + ("  miner" if s.mine else ""), highlight=False)
+
+
+@net_app.command("coordinator", hidden=True)
+def net_coordinator(
+    directory: Annotated[Path, typer.Option("--dir", help="Network directory.")] = DEFAULT_NET_DIR,
+) -> None:
+    """The beacon coordinator of a sharded network (started by `net up --shards`)."""
+    from layerlab.l1.sharding import coordinator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    coordinator.run(directory)
+
+
+def _shard_status(directory: Path, as_json: bool) -> None:
+    import json as _json
+
+    from rich.table import Table
+
+    from layerlab.l1.sharding import network as shardnet
+
+    st = shardnet.status(directory)
+    if as_json:
+        print(_json.dumps(st, indent=1))
+        return
+    b = st["beacon"]
+    justified, finalized = b.get("justified") or {}, b.get("finalized") or {}
+    console.print(f"beacon: slot {b.get('slot')}  epoch {b.get('epoch')}  justified epoch "
+                  f"{justified.get('epoch')}  finalized epoch {finalized.get('epoch')}"
+                  f"  slashed {b.get('slashed') or []}", highlight=False)
+    table = Table(title=f"layerlab shards ({directory})")
+    for col in ("shard", "chain id", "rpc", "head", "last crosslink", "final crosslink"):
+        table.add_column(col)
+    for r in st["shards"]:
+        head = f"#{r['head']['number']}" if "head" in r else "down"
+        link = r.get("crosslink") or {}
+        final = r.get("final") or {}
+        table.add_row(str(r["shard"]), str(r["chainId"]), r["rpc"], head,
+                      f"#{link['number']} (slot {link['slot']})" if link else "-",
+                      f"#{final['number']} (slot {final['slot']})" if final else "-")
+    console.print(table)
 
 
 @net_app.command("status")
@@ -171,7 +232,11 @@ def net_status(
     from rich.table import Table
 
     from layerlab.l1 import network as l1net
+    from layerlab.l1.sharding import network as shardnet
 
+    if shardnet.is_sharded(directory):
+        _shard_status(directory, as_json)
+        return
     rows = l1net.status(directory)
     if as_json:
         print(_json.dumps(rows, indent=1))
@@ -200,7 +265,11 @@ def net_down(
 ) -> None:
     """Stop every node of the network (data directories are kept)."""
     from layerlab.l1 import network as l1net
+    from layerlab.l1.sharding import network as shardnet
 
+    if shardnet.is_sharded(directory):
+        console.print(f"stopped {shardnet.down(directory)} process(es)")
+        return
     console.print(f"stopped {l1net.down(directory)} node(s)")
 
 

@@ -1316,3 +1316,21 @@ def process_deposits_at_genesis(state: BeaconState, deposits: Sequence[Deposit])
             )
         _process_deposit(registry, deposit, pubkeys)
     return registry.apply(state, deposit_count=state.deposit_count + len(deposits))
+
+
+def slash_validators(
+    state: BeaconState, indices: Sequence[ValidatorIndex], whistleblower: ValidatorIndex
+) -> tuple[BeaconState, tuple[ValidatorIndex, ...]]:
+    """phase0 ``slash_validator`` for each of ``indices`` still slashable, outside a block's
+    operations (evidence defined by another protocol, e.g. shard fraud proofs): each is
+    exited, its withdrawal delayed and its balance cut, and ``whistleblower`` is paid.
+    Returns the new state and the indices actually slashed (already-slashed ones are skipped)."""
+    registry = _Registry(state)
+    epoch = get_current_epoch(state)
+    slashed: list[ValidatorIndex] = []
+    for index in sorted(set(indices)):
+        _validator(state, index, "slashing")
+        if is_slashable_validator(registry.validators[index], epoch):
+            registry.slash(index, whistleblower)
+            slashed.append(index)
+    return registry.apply(state), tuple(slashed)
