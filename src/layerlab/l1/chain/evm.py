@@ -425,7 +425,11 @@ class EvmChain:
 
     def get_vm_class(self, header: BlockHeaderAPI) -> type[Any]:
         """The VM class (fork) executing ``header``'s block."""
-        return self._chain_class.vm_at(header.block_number, header.timestamp)
+        return self.vm_class_at(header.block_number, header.timestamp)
+
+    def vm_class_at(self, number: int, timestamp: int) -> type[Any]:
+        """The VM class (fork) executing a block with this number and timestamp."""
+        return self._chain_class.vm_at(number, timestamp)
 
     def _gas_limit(self, parent: BlockHeaderAPI, timestamp: int) -> int:
         """The gas limit of a child of ``parent``: the config's, except on a chain that

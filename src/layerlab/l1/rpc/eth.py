@@ -15,6 +15,8 @@ geth's additions:
   (less sender, recipient and precompiles), rerun until stable, and the ``gasUsed`` of
   the call with it.
 - ``eth_blobBaseFee``: EIP-4844's ``fake_exponential`` on the head's excess blob gas.
+- ``eth_simulateV1(options, block)``: calls in simulated blocks with block and state
+  overrides (:mod:`~layerlab.l1.rpc.simulate`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from layerlab.errors import InvalidTransaction
 from layerlab.l1.blobs import compute_blob_base_fee
 from layerlab.l1.chain.evm import MinedBlock
 from layerlab.l1.node import MiningMode, Node
-from layerlab.l1.rpc import codec, trace
+from layerlab.l1.rpc import codec, simulate, trace
 from layerlab.l1.rpc.blobapi import blob_fee_history
 from layerlab.l1.rpc.codec import (
     InvalidParams,
@@ -389,6 +391,10 @@ class EthApi(Namespace):
                                            parse_state_overrides(overrides))
         self._raise_if_failed(computation)
         return hex_data(computation.output)
+
+    def eth_simulateV1(self, options: Any, block: Any = "latest") -> list[dict[str, Any]]:
+        parsed = simulate.parse_sim_options(options)
+        return simulate.simulate(self.node.chain, self.state_header(block), parsed)
 
     def eth_createAccessList(self, tx: Any, block: Any = "latest") -> dict[str, Any]:
         obj = parse_tx_object(tx)
