@@ -183,6 +183,9 @@ _FORK_HEADER_FIELDS: tuple[tuple[str, str, Any], ...] = (
 )
 
 
+SET_CODE_TX_TYPE = 4
+
+
 def format_transaction(
     tx: SignedTransactionAPI,
     sender: bytes,
@@ -226,6 +229,13 @@ def format_transaction(
     if type_id == blobs.BLOB_TX_TYPE:
         out["maxFeePerBlobGas"] = hex_int(tx.max_fee_per_blob_gas)
         out["blobVersionedHashes"] = [hex_data(h) for h in tx.blob_versioned_hashes]
+    if type_id == SET_CODE_TX_TYPE:  # EIP-7702, as geth lists the tuples
+        out["authorizationList"] = [
+            {"chainId": hex_int(a.chain_id), "address": to_checksum_address(a.address),
+             "nonce": hex_int(a.nonce), "yParity": hex_int(a.y_parity), "r": hex_int(a.r),
+             "s": hex_int(a.s)}
+            for a in tx.authorization_list
+        ]
     return out
 
 
