@@ -35,6 +35,7 @@ from layerlab.l1 import blobs
 from layerlab.l1.blobstore import DEFAULT_RETENTION, BlobStore
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.evm import EvmChain, MinedBlock
+from layerlab.l1.chain.osaka import TX_GAS_LIMIT_CAP, OsakaVM
 from layerlab.l1.consensus.engine import ConsensusEngine
 from layerlab.l1.devtools import SPOOF_PREFIX, DevTools, is_impersonated
 from layerlab.l1.storage import NODE_PREFIX, ChainDB, open_db
@@ -215,7 +216,15 @@ class Node:
 
     def admit(self, ptx: PooledTransaction) -> bytes:
         """Admit a decoded (or impersonated) transaction to the pool, write it to disk,
-        and mine it at once in auto mode; return its hash."""
+        and mine it at once in auto mode; return its hash.
+
+        The rules of the head's fork apply, as in geth's pool: from Osaka, a gas limit
+        over EIP-7825's cap is refused here (one admitted before the fork is dropped by
+        the first Osaka block that tries it)."""
+        if ptx.gas > TX_GAS_LIMIT_CAP and issubclass(self.chain.get_vm_class(self.head), OsakaVM):
+            raise InvalidTransaction(
+                "gas-limit-too-high",
+                f"transaction gas limit too high (cap: {TX_GAS_LIMIT_CAP}, tx: {ptx.gas})")
         replaced = self.pool.add(
             ptx, self.reader(), base_fee=self.next_base_fee(), block_gas_limit=self.config.gas_limit,
             blob_base_fee=self.next_blob_base_fee(),
