@@ -204,10 +204,10 @@ def test_errors_follow_the_execution_apis_codes(url: str) -> None:
     intrinsic = error_of(url, {"blockStateCalls": [{"calls": [
         {"from": C0, "to": C1, "gas": hex(20_999)}]}]})
     assert intrinsic["code"] == -38013
-    gas_limit = int(head["gasLimit"], 16)
-    full = error_of(url, {"blockStateCalls": [{"calls": [
-        {"from": C0, "to": C1, "gas": hex(gas_limit - 10_000)},
-        {"from": C0, "to": C1, "gas": hex(gas_limit - 10_000)}]}]})  # 21,000 used by the first
+    full = error_of(url, {"blockStateCalls": [{"blockOverrides": {"gasLimit": hex(100_000)},
+                                               "calls": [{"from": C0, "to": C1, "gas": hex(90_000)},
+                                                         {"from": C0, "to": C1, "gas": hex(90_000)}]}]})
+    # (21,000 used by the first leaves 79,000)
     assert full["code"] == -38015
     number = int(head["number"], 16)
     too_many = error_of(url, {"blockStateCalls": [{"blockOverrides": {"number": hex(number + 257)}}]})

@@ -268,9 +268,12 @@ def format_log(
 
 def format_receipts(
     block: BlockAPI, receipts: tuple[ReceiptAPI, ...], senders: list[bytes],
-    only: int | None = None,
+    only: int | None = None, blob_gas_price: int | None = None,
 ) -> list[dict[str, Any]]:
     """All receipts of a block (gas used and log indexes depend on the earlier ones).
+
+    ``blob_gas_price`` is the block's blob base fee under its fork's schedule (default:
+    EIP-4844's Cancun figures on the header's excess blob gas).
 
     With ``only``, just that transaction's receipt is formatted (a one-item list) and only
     ``senders[only]`` is read; the earlier receipts still contribute gas and log indexes.
@@ -313,6 +316,8 @@ def format_receipts(
             out[-1]["status"] = "0x1" if receipt.state_root == b"\x01" else "0x0"
         if getattr(tx, "type_id", None) == blobs.BLOB_TX_TYPE:  # EIP-4844 receipt fields
             out[-1]["blobGasUsed"] = hex_int(blobs.get_blob_gas(tx))
-            out[-1]["blobGasPrice"] = hex_int(blobs.compute_blob_base_fee(header.excess_blob_gas))
+            out[-1]["blobGasPrice"] = hex_int(
+                blobs.compute_blob_base_fee(header.excess_blob_gas) if blob_gas_price is None
+                else blob_gas_price)
         prev_cumulative = receipt.gas_used
     return out
