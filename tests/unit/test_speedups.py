@@ -18,6 +18,7 @@ from eth_account import Account
 from layerlab.contracts import load_artifact
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.evm import EvmChain
+from layerlab.l1.chain.forks import ForkSchedule
 from layerlab.l1.storage import open_db
 
 PLAIN_PYEVM = r"""
@@ -55,7 +56,9 @@ def _sign(key: bytes, nonce: int, **fields: object) -> bytes:
 
 
 def test_blocks_identical_to_plain_pyevm() -> None:
-    config = ChainConfig(gas_limit=30_000_000, genesis_timestamp=1_700_000_000)
+    # plain py-evm has no Osaka: both chains run Cancun
+    config = ChainConfig(gas_limit=30_000_000, genesis_timestamp=1_700_000_000,
+                         forks=ForkSchedule.from_genesis("cancun"))
     accounts = config.dev_accounts
     token = load_artifact("LabToken")
     reverter = load_artifact("Reverter")

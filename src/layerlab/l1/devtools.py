@@ -154,7 +154,7 @@ class DevTools:
                             value=tx_fields["value"]),
                 node.latest_header(),
             )
-            tx_fields["gas"] = est if est > 0 else node.config.gas_limit
+            tx_fields["gas"] = est if est > 0 else node.chain.max_call_gas(node.latest_header())
         if "gasPrice" in fields and "maxFeePerGas" not in fields:
             tx_fields["gasPrice"] = fields["gasPrice"]
         else:

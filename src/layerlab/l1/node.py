@@ -31,10 +31,10 @@ from typing import Any
 from eth.abc import BlockAPI, BlockHeaderAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
 
 from layerlab.errors import InvalidBlock, InvalidTransaction, LayerlabError
-from layerlab.l1 import blobs
 from layerlab.l1.blobstore import DEFAULT_RETENTION, BlobStore
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.evm import EvmChain, MinedBlock
+from layerlab.l1.chain.osaka import TX_GAS_LIMIT_CAP, OsakaVM
 from layerlab.l1.consensus.engine import ConsensusEngine
 from layerlab.l1.devtools import SPOOF_PREFIX, DevTools, is_impersonated
 from layerlab.l1.storage import NODE_PREFIX, ChainDB, open_db
@@ -184,8 +184,9 @@ class Node:
         return int(calculate_expected_base_fee_per_gas(self.head))
 
     def next_blob_base_fee(self) -> int:
-        """EIP-4844 blob base fee of the next block, computed from the head."""
-        return blobs.get_next_blob_base_fee(self.head)
+        """Blob base fee of the next block, computed from the head under the next block's
+        fork (EIP-4844's formula with that fork's blob schedule)."""
+        return self.chain.get_next_blob_base_fee(self.head, self.next_timestamp())
 
     def _store_sidecars(self, block: BlockAPI, ptxs: Sequence[PooledTransaction]) -> None:
         """Keep the blobs of ``block``'s pooled transactions; drop those out of the window."""
@@ -215,7 +216,15 @@ class Node:
 
     def admit(self, ptx: PooledTransaction) -> bytes:
         """Admit a decoded (or impersonated) transaction to the pool, write it to disk,
-        and mine it at once in auto mode; return its hash."""
+        and mine it at once in auto mode; return its hash.
+
+        The rules of the head's fork apply, as in geth's pool: from Osaka, a gas limit
+        over EIP-7825's cap is refused here (one admitted before the fork is dropped by
+        the first Osaka block that tries it)."""
+        if ptx.gas > TX_GAS_LIMIT_CAP and issubclass(self.chain.get_vm_class(self.head), OsakaVM):
+            raise InvalidTransaction(
+                "gas-limit-too-high",
+                f"transaction gas limit too high (cap: {TX_GAS_LIMIT_CAP}, tx: {ptx.gas})")
         replaced = self.pool.add(
             ptx, self.reader(), base_fee=self.next_base_fee(), block_gas_limit=self.config.gas_limit,
             blob_base_fee=self.next_blob_base_fee(),
@@ -242,9 +251,12 @@ class Node:
             )
         reader = self.reader()
         base_fee = self.next_base_fee()
-        chosen = self.pool.select(reader, base_fee=base_fee, gas_limit=self.config.gas_limit,
-                                  blob_base_fee=self.next_blob_base_fee())
         ts = timestamp if timestamp is not None else self.next_timestamp()
+        head = self.head
+        chosen = self.pool.select(
+            reader, base_fee=base_fee, gas_limit=self.config.gas_limit,
+            blob_base_fee=self.chain.get_next_blob_base_fee(head, ts),
+            blob_gas_limit=self.chain.get_max_blob_gas(head.block_number + 1, ts))
         txs: list[SignedTransactionAPI] = [p.tx for p in chosen]
         override = self.meta.state_override
         try:
@@ -285,9 +297,11 @@ class Node:
         another ``parent`` than the head the block is built empty."""
         chosen = []
         if parent is None or parent.hash == self.head.hash:
-            chosen = self.pool.select(self.reader(), base_fee=self.next_base_fee(),
-                                      gas_limit=self.config.gas_limit,
-                                      blob_base_fee=blobs.get_next_blob_base_fee(parent or self.head))
+            head = self.head
+            chosen = self.pool.select(
+                self.reader(), base_fee=self.next_base_fee(), gas_limit=self.config.gas_limit,
+                blob_base_fee=self.chain.get_next_blob_base_fee(head, timestamp),
+                blob_gas_limit=self.chain.get_max_blob_gas(head.block_number + 1, timestamp))
         txs: list[SignedTransactionAPI] = [p.tx for p in chosen]
         parent = parent or self.head
         try:

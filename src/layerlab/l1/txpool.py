@@ -105,8 +105,9 @@ def recover_sender(tx: SignedTransactionAPI, raw: bytes) -> bytes:
 
 
 def get_fee_caps(tx: SignedTransactionAPI) -> tuple[int, int]:
-    """``(maxFeePerGas, maxPriorityFeePerGas)``; both equal ``gasPrice`` before EIP-1559."""
-    if getattr(tx, "type_id", None) in (2, 3):
+    """``(maxFeePerGas, maxPriorityFeePerGas)``; both equal ``gasPrice`` before EIP-1559
+    (types 0 and 1); types 2 (EIP-1559), 3 (EIP-4844) and 4 (EIP-7702) carry both."""
+    if (getattr(tx, "type_id", None) or 0) >= 2:
         return int(tx.max_fee_per_gas), int(tx.max_priority_fee_per_gas)
     return int(tx.gas_price), int(tx.gas_price)
 

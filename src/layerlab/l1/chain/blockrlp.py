@@ -22,9 +22,11 @@ def encode_block(block: BlockAPI) -> bytes:
     for name, sedes in type(block)._meta.fields:  # type: ignore[attr-defined]
         value = getattr(block, name)
         if name == "transactions":
+            # (a dev-impersonated transaction encodes as the signed one it wraps)
+            txs = [getattr(tx, "_tx", tx) for tx in value]
             items.append([
                 tx.encode() if isinstance(tx, TypedTransaction) else type(tx).serialize(tx)
-                for tx in value
+                for tx in txs
             ])
         else:
             items.append(sedes.serialize(value))

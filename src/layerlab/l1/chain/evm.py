@@ -45,6 +45,7 @@ from eth.exceptions import HeaderNotFound, TransactionNotFound
 from eth.rlp.sedes import chain_gaps
 from eth.vm.chain_context import ChainContext
 from eth.vm.forks.cancun import CancunVM
+from eth.vm.forks.cancun.constants import GAS_PER_BLOB
 from eth.vm.forks.cancun.state import get_total_blob_gas
 from eth.vm.forks.london.blocks import LondonBlockHeader
 from eth.vm.forks.paris import ParisVM
@@ -56,6 +57,14 @@ from layerlab.l1.chain import speedups
 from layerlab.l1.chain.blockrlp import encode_block
 from layerlab.l1.chain.config import ChainConfig
 from layerlab.l1.chain.forks import Fork, ForkSchedule
+from layerlab.l1.chain.osaka import (
+    TX_GAS_LIMIT_CAP,
+    BlobSchedule,
+    OsakaVM,
+    compute_blob_base_fee,
+    compute_excess_blob_gas,
+    get_blob_schedule,
+)
 from layerlab.l1.storage import NODE_PREFIX, ChainDB
 
 log = logging.getLogger(__name__)
@@ -425,7 +434,45 @@ class EvmChain:
 
     def get_vm_class(self, header: BlockHeaderAPI) -> type[Any]:
         """The VM class (fork) executing ``header``'s block."""
-        return self._chain_class.vm_at(header.block_number, header.timestamp)
+        return self.vm_class_at(header.block_number, header.timestamp)
+
+    def vm_class_at(self, number: int, timestamp: int) -> type[Any]:
+        """The VM class (fork) executing a block with this number and timestamp."""
+        return self._chain_class.vm_at(number, timestamp)
+
+    def max_call_gas(self, header: BlockHeaderAPI) -> int:
+        """The gas a call on ``header``'s block may have by default: the block's gas limit,
+        from Osaka no more than EIP-7825's transaction cap."""
+        if issubclass(self.get_vm_class(header), OsakaVM):
+            return min(int(header.gas_limit), TX_GAS_LIMIT_CAP)
+        return int(header.gas_limit)
+
+    # -- blob figures, per fork (EIP-4844, EIP-7691, EIP-7892, EIP-7918) -----------------
+    def get_blob_schedule(self, number: int, timestamp: int) -> BlobSchedule | None:
+        """The blob schedule of a block with this number and timestamp (None before Cancun)."""
+        return get_blob_schedule(self.vm_class_at(number, timestamp))
+
+    def get_blob_base_fee(self, header: BlockHeaderAPI) -> int:
+        """The blob base fee of ``header``'s own block, under its fork's update fraction."""
+        schedule = self.get_blob_schedule(header.block_number, header.timestamp)
+        if schedule is None:
+            return 0
+        return compute_blob_base_fee(int(getattr(header, "excess_blob_gas", 0)), schedule)
+
+    def get_next_blob_base_fee(self, parent: BlockHeaderAPI, timestamp: int) -> int:
+        """The blob base fee of a child of ``parent`` with this timestamp: its excess blob
+        gas as the child's fork computes it (EIP-7918 from Osaka), priced by its fraction."""
+        vm_class = self.vm_class_at(parent.block_number + 1, timestamp)
+        schedule = get_blob_schedule(vm_class)
+        if schedule is None:
+            return 0
+        bounded = bool(getattr(vm_class, "blob_base_fee_bounded_by_execution_cost", False))
+        return compute_blob_base_fee(compute_excess_blob_gas(parent, schedule, bounded), schedule)
+
+    def get_max_blob_gas(self, number: int, timestamp: int) -> int:
+        """The most blob gas a block with this number and timestamp may use."""
+        schedule = self.get_blob_schedule(number, timestamp)
+        return 0 if schedule is None else GAS_PER_BLOB * schedule.max
 
     def _gas_limit(self, parent: BlockHeaderAPI, timestamp: int) -> int:
         """The gas limit of a child of ``parent``: the config's, except on a chain that
@@ -810,7 +857,7 @@ class EvmChain:
         (geth's ``eth_call`` state-override set).
         """
         at = header or self.head
-        gas = request.gas if request.gas is not None else at.gas_limit
+        gas = request.gas if request.gas is not None else self.max_call_gas(at)
         with self.costless_state(at) as state:
             for override in overrides:
                 apply_account_override(state, override)
@@ -827,7 +874,7 @@ class EvmChain:
         reports the failure itself, e.g. the revert reason).
         """
         at = header or self.head
-        hi = request.gas if request.gas is not None else at.gas_limit
+        hi = request.gas if request.gas is not None else self.max_call_gas(at)
 
         def fails(gas: int) -> bool:
             try:

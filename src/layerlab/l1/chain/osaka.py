@@ -51,6 +51,7 @@ from eth._utils.padding import zpad_right
 from eth.abc import BlockAPI, BlockHeaderAPI, ComputationAPI, SignedTransactionAPI, VirtualMachineAPI
 from eth.exceptions import VMError
 from eth.precompiles.modexp import extract_lengths, modexp
+from eth.vm.forks.cancun import CancunVM
 from eth.vm.forks.cancun.constants import BLOB_TX_TYPE, GAS_PER_BLOB, MIN_BLOB_BASE_FEE
 from eth.vm.forks.cancun.state import get_total_blob_gas
 from eth.vm.forks.prague import PragueVM
@@ -319,6 +320,19 @@ class BlobScheduleVM(VirtualMachineAPI):
                 f"Block blob gas used ({block.header.blob_gas_used}) does not match "
                 f"total blob gas used ({blob_gas_used})."
             )
+
+
+def get_blob_schedule(vm_class: type[Any]) -> BlobSchedule | None:
+    """The blob schedule ``vm_class`` runs: its own (Osaka, the BPO forks), Prague's
+    (EIP-7691) or Cancun's (EIP-4844); None before Cancun."""
+    schedule = getattr(vm_class, "blob_schedule", None)
+    if isinstance(schedule, BlobSchedule):
+        return schedule
+    if issubclass(vm_class, PragueVM):
+        return PRAGUE_BLOB_SCHEDULE
+    if issubclass(vm_class, CancunVM):
+        return CANCUN_BLOB_SCHEDULE
+    return None
 
 
 # -- the Osaka state and VM --------------------------------------------------------------

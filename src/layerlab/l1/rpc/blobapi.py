@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from layerlab.l1 import blobs
 from layerlab.l1.rpc.codec import hex_data, hex_int
 from layerlab.l1.rpc.common import Namespace
 
@@ -25,7 +24,8 @@ ROUTE = "/eth/v1/beacon/blob_sidecars/{block_id}"
 
 def blob_fee_history(chain: Any, first: int, last: int) -> dict[str, list[Any]]:
     """``eth_feeHistory``'s ``baseFeePerBlobGas`` (one more entry than blocks: the next
-    block's) and ``blobGasUsedRatio`` (blob gas used over the maximum per block)."""
+    block's) and ``blobGasUsedRatio`` (blob gas used over the maximum per block), each
+    under the blob schedule of its block's fork (the next block taken one second on)."""
     fees: list[str] = []
     ratios: list[float] = []
     header = None
@@ -33,10 +33,11 @@ def blob_fee_history(chain: Any, first: int, last: int) -> dict[str, list[Any]]:
         header = chain.get_header_by_number(number)
         if header is None:
             break
-        fees.append(hex_int(blobs.compute_blob_base_fee(int(header.excess_blob_gas))))
-        ratios.append(int(header.blob_gas_used) / blobs.CANCUN.max_blob_gas)
+        fees.append(hex_int(chain.get_blob_base_fee(header)))
+        max_blob_gas = chain.get_max_blob_gas(header.block_number, header.timestamp)
+        ratios.append(int(getattr(header, "blob_gas_used", 0)) / max_blob_gas if max_blob_gas else 0.0)
     if header is not None:
-        fees.append(hex_int(blobs.get_next_blob_base_fee(header)))
+        fees.append(hex_int(chain.get_next_blob_base_fee(header, int(header.timestamp) + 1)))
     return {"baseFeePerBlobGas": fees, "blobGasUsedRatio": ratios}
 
 

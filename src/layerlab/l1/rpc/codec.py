@@ -183,6 +183,9 @@ _FORK_HEADER_FIELDS: tuple[tuple[str, str, Any], ...] = (
 )
 
 
+SET_CODE_TX_TYPE = 4
+
+
 def format_transaction(
     tx: SignedTransactionAPI,
     sender: bytes,
@@ -226,6 +229,13 @@ def format_transaction(
     if type_id == blobs.BLOB_TX_TYPE:
         out["maxFeePerBlobGas"] = hex_int(tx.max_fee_per_blob_gas)
         out["blobVersionedHashes"] = [hex_data(h) for h in tx.blob_versioned_hashes]
+    if type_id == SET_CODE_TX_TYPE:  # EIP-7702, as geth lists the tuples
+        out["authorizationList"] = [
+            {"chainId": hex_int(a.chain_id), "address": to_checksum_address(a.address),
+             "nonce": hex_int(a.nonce), "yParity": hex_int(a.y_parity), "r": hex_int(a.r),
+             "s": hex_int(a.s)}
+            for a in tx.authorization_list
+        ]
     return out
 
 
@@ -258,9 +268,12 @@ def format_log(
 
 def format_receipts(
     block: BlockAPI, receipts: tuple[ReceiptAPI, ...], senders: list[bytes],
-    only: int | None = None,
+    only: int | None = None, blob_gas_price: int | None = None,
 ) -> list[dict[str, Any]]:
     """All receipts of a block (gas used and log indexes depend on the earlier ones).
+
+    ``blob_gas_price`` is the block's blob base fee under its fork's schedule (default:
+    EIP-4844's Cancun figures on the header's excess blob gas).
 
     With ``only``, just that transaction's receipt is formatted (a one-item list) and only
     ``senders[only]`` is read; the earlier receipts still contribute gas and log indexes.
@@ -303,6 +316,8 @@ def format_receipts(
             out[-1]["status"] = "0x1" if receipt.state_root == b"\x01" else "0x0"
         if getattr(tx, "type_id", None) == blobs.BLOB_TX_TYPE:  # EIP-4844 receipt fields
             out[-1]["blobGasUsed"] = hex_int(blobs.get_blob_gas(tx))
-            out[-1]["blobGasPrice"] = hex_int(blobs.compute_blob_base_fee(header.excess_blob_gas))
+            out[-1]["blobGasPrice"] = hex_int(
+                blobs.compute_blob_base_fee(header.excess_blob_gas) if blob_gas_price is None
+                else blob_gas_price)
         prev_cumulative = receipt.gas_used
     return out

@@ -15,6 +15,8 @@ geth's additions:
   (less sender, recipient and precompiles), rerun until stable, and the ``gasUsed`` of
   the call with it.
 - ``eth_blobBaseFee``: EIP-4844's ``fake_exponential`` on the head's excess blob gas.
+- ``eth_simulateV1(options, block)``: calls in simulated blocks with block and state
+  overrides (:mod:`~layerlab.l1.rpc.simulate`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,9 @@ from rlp.sedes import big_endian_int
 from trie import HexaryTrie
 
 from layerlab.errors import InvalidTransaction
-from layerlab.l1.blobs import compute_blob_base_fee
 from layerlab.l1.chain.evm import MinedBlock
 from layerlab.l1.node import MiningMode, Node
-from layerlab.l1.rpc import codec, trace
+from layerlab.l1.rpc import codec, simulate, trace
 from layerlab.l1.rpc.blobapi import blob_fee_history
 from layerlab.l1.rpc.codec import (
     InvalidParams,
@@ -291,7 +292,8 @@ class EthApi(Namespace):
         block = self.node.chain.get_block(header)
         receipts = self.node.chain.get_receipts(header)
         senders = [self.sender_of(tx) for tx in block.transactions]
-        return codec.format_receipts(block, receipts, senders)
+        return codec.format_receipts(block, receipts, senders,
+                                     blob_gas_price=self.node.chain.get_blob_base_fee(header))
 
     def eth_getTransactionReceipt(self, tx_hash: Any) -> dict[str, Any] | None:
         h = parse_hash(tx_hash, "transactionHash")
@@ -306,7 +308,8 @@ class EthApi(Namespace):
         # only this receipt's sender is needed; earlier ones only contribute gas and logs
         senders = [b""] * len(block.transactions)
         senders[loc[1]] = self.sender_of(block.transactions[loc[1]])
-        return codec.format_receipts(block, receipts, senders, only=loc[1])[0]
+        return codec.format_receipts(block, receipts, senders, only=loc[1],
+                                     blob_gas_price=self.node.chain.get_blob_base_fee(header))[0]
 
     def eth_getBlockReceipts(self, block: Any) -> list[dict[str, Any]] | None:
         header = self.resolve(block, required=False)
@@ -320,7 +323,7 @@ class EthApi(Namespace):
         return hex_int(10**9)
 
     def eth_blobBaseFee(self) -> str:
-        return hex_int(compute_blob_base_fee(int(self.node.head.excess_blob_gas or 0)))
+        return hex_int(self.node.chain.get_blob_base_fee(self.node.head))
 
     def eth_feeHistory(self, count: Any, newest: Any, percentiles: Any = None) -> dict[str, Any]:
         n = min(parse_quantity(count, "blockCount"), 1024)
@@ -389,6 +392,10 @@ class EthApi(Namespace):
                                            parse_state_overrides(overrides))
         self._raise_if_failed(computation)
         return hex_data(computation.output)
+
+    def eth_simulateV1(self, options: Any, block: Any = "latest") -> list[dict[str, Any]]:
+        parsed = simulate.parse_sim_options(options)
+        return simulate.simulate(self.node.chain, self.state_header(block), parsed)
 
     def eth_createAccessList(self, tx: Any, block: Any = "latest") -> dict[str, Any]:
         obj = parse_tx_object(tx)

@@ -199,8 +199,8 @@ class RpcServer:
             reply = error_response(req_id, EXECUTION_REVERTED, str(exc), hex_data(exc.data))
         except LookupError as exc:
             reply = error_response(req_id, METHOD_NOT_FOUND, str(exc.args[0]))
-        except LayerlabError as exc:
-            reply = error_response(req_id, SERVER_ERROR, str(exc))
+        except LayerlabError as exc:  # some carry their own code (eth_simulateV1's -380xx)
+            reply = error_response(req_id, getattr(exc, "rpc_code", SERVER_ERROR), str(exc))
         except Exception as exc:
             log.exception("internal error in %s", method)
             reply = error_response(req_id, INTERNAL_ERROR, f"internal error: {exc}")

@@ -512,7 +512,7 @@ def run_call(chain: EvmChain, request: CallRequest, header: BlockHeaderAPI, trac
              access_list: dict[bytes, set[int]] | None = None) -> dict[str, Any]:
     """Execute a call on ``header``'s post-state (discarded) under ``tracer``; its result
     and, under ``extra``, the run's top computation and gas used."""
-    gas = request.gas if request.gas is not None else header.gas_limit
+    gas = request.gas if request.gas is not None else chain.max_call_gas(header)
     with chain.costless_state(header) as state:
         for override in overrides:
             apply_account_override(state, override)
