@@ -21,7 +21,7 @@ from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.rollup.network import down, spawn_sequencer, up
 from layerlab.l2.rollup.optimistic import MINIMAL, RollupContract
 from layerlab.l2.rollup.txs import Transfer, Withdraw, sign_tx
-from layerlab.orchestration import RpcError, rpc_call, stop
+from layerlab.orchestration import RpcError, rpc_call, stop, write_json_atomically
 from tests.nodeproc import NodeProcess, rpc
 
 pytestmark = pytest.mark.slow
@@ -110,6 +110,7 @@ def test_receipts_batches_and_withdrawal_proofs(node: NodeProcess, w3: Web3,
         pid, _ = spawn_sequencer(tmp_path, node.url, desc["contract"], desc["deploy_block"],
                                  port=int(seq.rsplit(":", 1)[1]), batch_interval=3600)
         desc["pids"].append(pid)
+        write_json_atomically(tmp_path / "rollup.json", desc)  # so down() stops it too
         assert [rpc_call(seq, "rollup_getReceipt", [r["txHash"]]) for r in receipts] == receipts
         assert rpc_call(seq, "rollup_getBatch", [index]) == batch
         assert rpc_call(seq, "rollup_getWithdrawalProof", [0]) == proof

@@ -22,7 +22,7 @@ from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.rollup.network import down, spawn_sequencer, up
 from layerlab.l2.rollup.optimistic import MINIMAL, RollupContract
 from layerlab.l2.rollup.txs import Transfer, sign_tx
-from layerlab.orchestration import RpcError, rpc_call, stop
+from layerlab.orchestration import RpcError, rpc_call, stop, write_json_atomically
 from tests.nodeproc import NodeProcess
 from tests.waiting import wait_until
 
@@ -82,6 +82,7 @@ def test_sequencer_batches_survive_a_kill_and_the_verifier_agrees(node: NodeProc
         pid, _ = spawn_sequencer(tmp_path, node.url, desc["contract"], desc["deploy_block"],
                                  port=port, batch_interval=0.5)
         desc["pids"].append(pid)
+        write_json_atomically(tmp_path / "rollup.json", desc)  # so down() stops it too
         nonce = account(seq, ALICE)["nonce"]
         # every acknowledged transfer is there (one more may have been journaled unanswered)
         assert len(acked) <= nonce <= len(acked) + 1
