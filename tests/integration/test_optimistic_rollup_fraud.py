@@ -11,12 +11,13 @@ a withdrawal is paid once after the challenge window and refused before it and t
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from web3 import Web3
 
 from layerlab.contracts import deploy, load_artifact
+from layerlab.crypto.eip712 import Domain
 from layerlab.crypto.keys import derive_dev_accounts
 from layerlab.l2.rollup.machine import ETH, RollupState, apply_step
 from layerlab.l2.rollup.optimistic import (
@@ -83,6 +84,20 @@ def bob_batch(rollup: RollupContract, state: RollupState) -> Batch:
                 d).encode() for i in range(5)))
 
 
+def lying_roots(honest: RollupState, batch: Batch, domain: Domain, at: int,
+                forge: Callable[[RollupState], object]) -> list[int]:
+    """The roots a lying sequencer claims for ``batch``: its honest execution from
+    ``honest`` (left untouched), except that ``forge`` edits the state after step ``at``."""
+    lying = copy.deepcopy(honest)
+    roots = [lying.root]
+    for i, step in enumerate(batch.steps):
+        apply_step(lying, step, domain)
+        if i == at:
+            forge(lying)
+        roots.append(lying.root)
+    return roots
+
+
 def test_a_fraudulent_root_is_proven_false_on_chain(node: NodeProcess, w3: Web3,
                                                     rollup: RollupContract) -> None:
     honest = RollupState()
@@ -92,14 +107,9 @@ def test_a_fraudulent_root_is_proven_false_on_chain(node: NodeProcess, w3: Web3,
     # The sequencer's batch is five valid transfers from Bob, but the roots it claims come
     # from a state in which the sequencer credited itself 100 ETH during step 2.
     batch = bob_batch(rollup, honest)
-    lying_state = copy.deepcopy(honest)
-    lying_roots = [lying_state.root]
-    for i, step in enumerate(batch.steps):
-        apply_step(lying_state, step, rollup.domain)
-        if i == 2:
-            lying_state._set_balance(ETH, lying_state.index_of.get(addr(BOB), 0), 100 * ETHER)
-        lying_roots.append(lying_state.root)
-    rollup.submit_batch(SEQUENCER.private_key, batch, lying_roots[-1])
+    roots = lying_roots(honest, batch, rollup.domain, 2, lambda s: s._set_balance(
+        ETH, s.index_of.get(addr(BOB), 0), 100 * ETHER))
+    rollup.submit_batch(SEQUENCER.private_key, batch, roots[-1])
     index2 = rollup.batch_count() - 1
 
     # The verifier re-executes the batch from its own copy of the state and disagrees.
@@ -109,7 +119,7 @@ def test_a_fraudulent_root_is_proven_false_on_chain(node: NodeProcess, w3: Web3,
     dispute = rollup.challenge(VERIFIER.private_key, index2, MINIMAL.challenger_bond)
 
     def lying_defender(lo: int, hi: int) -> None:
-        rollup.bisect(SEQUENCER.private_key, dispute, lying_roots[(lo + hi) // 2])
+        rollup.bisect(SEQUENCER.private_key, dispute, roots[(lo + hi) // 2])
 
     play_challenger(rollup, VERIFIER.private_key, dispute, verifier, lying_defender)
     resolved = [e for e in rollup.events(0) if e.name == "DisputeResolved"]
@@ -233,19 +243,14 @@ def test_a_silent_lying_defender_loses_its_batch_and_bond_by_timeout(
     honest = RollupState()
     _, index1 = first_batch(rollup, honest)
     batch = bob_batch(rollup, honest)
-    lying = copy.deepcopy(honest)
-    lying_roots = [lying.root]
-    for i, step in enumerate(batch.steps):
-        apply_step(lying, step, rollup.domain)
-        if i == 0:
-            lying._set_balance(ETH, lying.index_of[addr(BOB)], 100 * ETHER)
-        lying_roots.append(lying.root)
-    rollup.submit_batch(SEQUENCER.private_key, batch, lying_roots[-1])
+    roots = lying_roots(honest, batch, rollup.domain, 0, lambda s: s._set_balance(
+        ETH, s.index_of[addr(BOB)], 100 * ETHER))
+    rollup.submit_batch(SEQUENCER.private_key, batch, roots[-1])
     index2 = rollup.batch_count() - 1
     verifier = execute_batch(copy.deepcopy(honest), batch, rollup.domain)
     dispute = rollup.challenge(VERIFIER.private_key, index2, MINIMAL.challenger_bond)
     d = rollup.dispute(dispute)
-    rollup.bisect(SEQUENCER.private_key, dispute, lying_roots[(d["lo"] + d["hi"]) // 2])
+    rollup.bisect(SEQUENCER.private_key, dispute, roots[(d["lo"] + d["hi"]) // 2])
     d = rollup.dispute(dispute)
     rollup.choose(VERIFIER.private_key, dispute,
                   choose(verifier, d["lo"], d["hi"], int.from_bytes(d["midRoot"], "big")))

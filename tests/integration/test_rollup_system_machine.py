@@ -36,6 +36,7 @@ from layerlab.l2.rollup.optimistic import (
     play_challenger,
 )
 from layerlab.l2.rollup.txs import Transfer, Withdraw, sign_tx
+from tests.integration.test_optimistic_rollup_fraud import lying_roots
 from tests.nodeproc import NodeProcess, rpc
 
 pytestmark = pytest.mark.slow
@@ -115,16 +116,13 @@ def make_machine(node: NodeProcess, w3: Web3) -> type[RuleBasedStateMachine]:
             one step, it credits an account 100 ETH out of nothing. The verifier
             re-executes, disputes and wins; the pending steps stay pending."""
             batch = Batch(tuple(self.pending))
-            lying = copy.deepcopy(self.honest)
-            roots = [lying.root]
-            k = at % len(batch.steps)
-            for i, step in enumerate(batch.steps):
-                apply_step(lying, step, self.rollup.domain)
-                if i == k:
-                    index = next(iter(lying.index_of.values()))
-                    lying._set_balance(ETH, index, lying.balances.get((ETH, index), 0)
-                                       + FRAUD_CREDIT)
-                roots.append(lying.root)
+
+            def credit_first_account(lying: RollupState) -> None:
+                index = next(iter(lying.index_of.values()))
+                lying._set_balance(ETH, index, lying.balances.get((ETH, index), 0) + FRAUD_CREDIT)
+
+            roots = lying_roots(self.honest, batch, self.rollup.domain, at % len(batch.steps),
+                                credit_first_account)
             self.rollup.submit_batch(SEQUENCER.private_key, batch, roots[-1])
             bad = self.rollup.batch_count() - 1
             assert self.rollup.state_root(bad) != execute_batch(

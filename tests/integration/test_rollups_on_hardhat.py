@@ -19,7 +19,7 @@ from web3 import Web3
 
 from layerlab.bench.hardhat import HardhatNode, HardhatNodeConfig, HardhatNodeError
 from layerlab.crypto.babyjubjub import prv2pub
-from layerlab.l2.rollup.machine import ETH, RollupState, apply_step
+from layerlab.l2.rollup.machine import ETH, RollupState
 from layerlab.l2.rollup.optimistic import (
     MINIMAL,
     RollupTxError,
@@ -40,6 +40,7 @@ from tests.integration.test_optimistic_rollup_fraud import (
     VERIFIER,
     bob_batch,
     first_batch,
+    lying_roots,
 )
 from tests.nodeproc import rpc
 
@@ -75,13 +76,8 @@ def test_the_optimistic_rollup_and_its_fraud_proof_run_on_hardhat(hardhat: Web3)
 
     # a false root: the same valid transfers, roots from a state with 100 ETH from nothing
     batch = bob_batch(rollup, honest)
-    lying = copy.deepcopy(honest)
-    roots = [lying.root]
-    for i, step in enumerate(batch.steps):
-        apply_step(lying, step, rollup.domain)
-        if i == 1:
-            lying._set_balance(ETH, lying.index_of[BOB.address_bytes], 100 * ETHER)
-        roots.append(lying.root)
+    roots = lying_roots(honest, batch, rollup.domain, 1, lambda s: s._set_balance(
+        ETH, s.index_of[BOB.address_bytes], 100 * ETHER))
     rollup.submit_batch(SEQUENCER.private_key, batch, roots[-1])
     bad = rollup.batch_count() - 1
     verifier = execute_batch(copy.deepcopy(honest), batch, rollup.domain)
